@@ -1,0 +1,142 @@
+"""Command-line shell: parses flags, calls the library, maps errors to exit codes.
+
+No logic lives here. Exit codes: 0 ok, 1 a check/verdict failed, 2 bad input or usage.
+Heavy libraries (torch, transformers) are imported inside each command so that
+`gradience --help` stays instant.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import typer
+
+app = typer.Typer(
+    name="gradience",
+    help="Spectral audit, compression and honest benchmarking of LoRA adapters.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+
+
+def _input_errors() -> tuple[type[BaseException], ...]:
+    """Every package's 'bad input' exception: these become one line and exit 2."""
+    from gradience.audit import AdapterError
+    from gradience.telemetry import TelemetryError
+
+    errors: list[type[BaseException]] = [AdapterError, TelemetryError, FileNotFoundError, PermissionError]
+    for mod, name in [
+        ("gradience.compress", "CompressError"),
+        ("gradience.verdicts", "PolicyError"),
+        ("gradience.check", "CheckInputError"),
+        ("gradience.bench", "BenchInputError"),
+    ]:
+        try:
+            errors.append(getattr(__import__(mod, fromlist=[name]), name))
+        except (ImportError, AttributeError):
+            pass
+    return tuple(errors)
+
+
+def _guarded(fn: Callable[[], int | None], verbose: bool = False) -> None:
+    """Run a command body; bad input → one line on stderr and exit 2 (traceback only with --verbose)."""
+    try:
+        code = fn() or 0
+    except typer.Exit:
+        raise
+    except _input_errors() as exc:
+        if verbose:
+            import traceback
+
+            traceback.print_exc()
+        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
+        typer.echo(f"error: {msg}".splitlines()[0], err=True)
+        raise typer.Exit(2) from None
+    except KeyboardInterrupt:
+        typer.echo("interrupted", err=True)
+        raise typer.Exit(130) from None
+    raise typer.Exit(code)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _parse_ranks(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    from gradience.audit import AdapterError
+
+    try:
+        ranks = sorted({int(x) for x in text.replace(",", " ").split()})
+    except ValueError:
+        raise AdapterError(f"--allowed-ranks must be integers, got {text!r}") from None
+    if not ranks or ranks[0] < 1:
+        raise AdapterError(f"--allowed-ranks must be positive integers, got {text!r}")
+    return ranks
+
+
+@app.callback(invoke_without_command=True)
+def _root(
+    version: bool = typer.Option(False, "--version", help="Print the version and exit."),
+) -> None:
+    if version:
+        from gradience import __version__
+
+        typer.echo(__version__)
+        raise typer.Exit(0)
+
+
+@app.command()
+def audit(
+    peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder."),
+    adapter_config: Path | None = typer.Option(None, help="adapter_config.json (default: in --peft-dir)."),
+    weights: Path | None = typer.Option(None, help="Weights file (default: adapter_model.safetensors|.bin)."),
+    layers: bool = typer.Option(False, "--layers", help="Show every per-layer row."),
+    top_wasteful: int = typer.Option(0, help="Show the N lowest-utilisation layers."),
+    top_singular_values: int = typer.Option(0, help="Include the top K singular values per layer."),
+    suggest_per_layer: bool = typer.Option(False, help="Show the per-layer rank_pattern suggestion."),
+    allowed_ranks: str | None = typer.Option(None, help="Allowed ranks, e.g. '1,2,4,8,16,32'."),
+    per_layer_margin: float = typer.Option(1.0, help="Multiplier on each layer's energy_rank_90."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when the report has issues."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    append: Path | None = typer.Option(None, help="Append a metrics(kind=lora_audit) event to RUN.jsonl."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """Per-layer spectral audit of a PEFT LoRA adapter, exact, without forming B·A."""
+
+    def body() -> int:
+        from gradience.audit import audit_adapter, render_audit
+
+        report = audit_adapter(
+            peft_dir,
+            adapter_config=adapter_config,
+            weights=weights,
+            allowed_ranks=_parse_ranks(allowed_ranks),
+            per_layer_margin=per_layer_margin,
+            top_singular_values=top_singular_values,
+        )
+        if append is not None:
+            from gradience.telemetry import append_event_to_run
+
+            append_event_to_run(append, "metrics", {"kind": "lora_audit", "metrics": report.telemetry_metrics()})
+        if as_json:
+            _print_json(report.to_json(layers=layers or top_singular_values > 0, top_wasteful=top_wasteful))
+        else:
+            render_audit(report, layers=layers, top_wasteful=top_wasteful, suggest_per_layer=suggest_per_layer)
+        return 1 if strict and report.issues else 0
+
+    _guarded(body, verbose)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()
