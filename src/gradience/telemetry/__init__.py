@@ -1,0 +1,79 @@
+"""Telemetry `gradience.vnext.telemetry/v1`: schema, append-only writer, tolerant reader, summary.
+
+Imports nothing else from `gradience` so every other package can depend on it.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from .errors import TelemetryError
+from .reader import TelemetryEvent, TelemetryIssue, TelemetryLog, read_telemetry
+from .schema import (
+    EVAL_SPLITS,
+    MAX_TEXT_LEN,
+    SCHEMA,
+    ConfigSnapshot,
+    EventType,
+    LoRASnapshot,
+    OptimizerSnapshot,
+    RunStatus,
+    Severity,
+    TrainingSnapshot,
+)
+from .summary import AlertRecord, AuditSignal, EvalSignal, GuardSummary, TelemetrySummary, eval_ppl, summarize
+from .writer import TelemetryWriter, redact, to_jsonable
+
+
+def append_event_to_run(path: str | os.PathLike[str], event: str, payload: Mapping[str, Any]) -> None:
+    """Append one event to an existing run file, joining its run.
+
+    The run_id and step are those of the file's last event (latest non-null step of that
+    run), so e.g. `gradience audit --append run.jsonl` lands in the run it audits. A missing
+    file is an error (a typo must not silently start a new file); an empty file or one with
+    no valid event gets a fresh uuid4 run_id and step None.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise TelemetryError(f"telemetry file not found: {p} (--append needs an existing run file)")
+    log = read_telemetry(p)
+    run_id = log.last_run_id
+    step = log.latest_step(run_id) if run_id is not None else None
+    writer = TelemetryWriter(p, run_id=run_id)
+    try:
+        writer.write(event, payload, step=step)
+    finally:
+        writer.close()
+
+
+__all__ = [
+    "EVAL_SPLITS",
+    "MAX_TEXT_LEN",
+    "SCHEMA",
+    "AlertRecord",
+    "AuditSignal",
+    "ConfigSnapshot",
+    "EvalSignal",
+    "EventType",
+    "GuardSummary",
+    "LoRASnapshot",
+    "OptimizerSnapshot",
+    "RunStatus",
+    "Severity",
+    "TelemetryError",
+    "TelemetryEvent",
+    "TelemetryIssue",
+    "TelemetryLog",
+    "TelemetrySummary",
+    "TelemetryWriter",
+    "TrainingSnapshot",
+    "append_event_to_run",
+    "eval_ppl",
+    "read_telemetry",
+    "redact",
+    "summarize",
+    "to_jsonable",
+]
