@@ -1,0 +1,56 @@
+"""Exact spectral audit of PEFT LoRA adapters, streamed one layer at a time.
+
+Public API:
+    audit_adapter(peft_dir, *, adapter_config=None, weights=None, allowed_ranks=None,
+                  per_layer_margin=1.0, top_singular_values=0) -> AuditReport
+    audit_model(peft_model, adapter_name="default", ...) -> AuditReport   (live weights)
+    open_adapter(peft_dir, adapter_config=None, weights=None) -> Adapter  (streamed factors)
+    lora_spectrum(A, B, scale=1.0) -> σ of scale·B·A;  factored_svd(A, B) -> (U, S, V)
+    snap_rank(value, allowed, cap) -> int   (the one snapping rule)
+    module_type(name) -> "attn" | "mlp" | "other"   (the one classifier)
+"""
+
+from gradience.audit.classify import module_type
+from gradience.audit.config import AdapterConfig, load_adapter_config, pattern_key
+from gradience.audit.core import audit_adapter, audit_layer
+from gradience.audit.errors import AdapterError
+from gradience.audit.io import Adapter, LayerSpec, open_adapter
+from gradience.audit.live import audit_model
+from gradience.audit.metrics import energy_rank, percentile
+from gradience.audit.render import render_audit
+from gradience.audit.report import AuditReport, LayerAudit, RankSuggestion
+from gradience.audit.spectra import factored_svd, lora_spectrum
+from gradience.audit.suggest import (
+    LayerShape,
+    allocate,
+    default_allowed_ranks,
+    lora_params_at,
+    snap_rank,
+)
+
+__all__ = [
+    "Adapter",
+    "AdapterConfig",
+    "AdapterError",
+    "AuditReport",
+    "LayerAudit",
+    "LayerShape",
+    "LayerSpec",
+    "RankSuggestion",
+    "allocate",
+    "audit_adapter",
+    "audit_layer",
+    "audit_model",
+    "default_allowed_ranks",
+    "energy_rank",
+    "factored_svd",
+    "load_adapter_config",
+    "lora_params_at",
+    "lora_spectrum",
+    "module_type",
+    "open_adapter",
+    "pattern_key",
+    "percentile",
+    "render_audit",
+    "snap_rank",
+]

@@ -1,0 +1,113 @@
+"""adapter_config.json, read with PEFT's own semantics (per-module rank, alpha and scale)."""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+from gradience.audit.errors import AdapterError
+
+# Adapter types whose weights are not a B·A pair of plain matrices: refuse them by name, with why.
+UNSUPPORTED_TYPES = {
+    "ADALORA": "AdaLoRA stores an SVD triplet (lora_A, lora_E, lora_B) with a learned rank mask, not B·A",
+    "LOHA": "LoHa is a Hadamard product of two low-rank products; its update is not B·A",
+    "LOKR": "LoKr is a Kronecker product; its update is not B·A",
+    "VERA": "VeRA shares frozen random matrices across layers and trains only scaling vectors",
+    "IA3": "IA3 learns per-channel rescaling vectors, not a low-rank update",
+    "OFT": "OFT learns orthogonal rotations, not an additive low-rank update",
+    "BOFT": "BOFT learns butterfly-factored rotations, not an additive low-rank update",
+}
+
+
+@lru_cache(maxsize=4096)
+def _pattern(key: str) -> re.Pattern[str]:
+    try:
+        return re.compile(rf"(.*\.)?({key})$")
+    except re.error as exc:
+        raise AdapterError(f"invalid regex key {key!r} in rank_pattern/alpha_pattern: {exc}") from None
+
+
+def pattern_key(keys: list[str], module: str) -> str | None:
+    """PEFT's get_pattern_key: the first key, in dict order, whose regex matches the module name to its end."""
+    for key in keys:
+        if _pattern(key).match(module):
+            return key
+    return None
+
+
+class AdapterConfig(BaseModel):
+    """The fields of a PEFT LoraConfig that change what a layer's update is."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    peft_type: str = "LORA"
+    r: int = 8
+    lora_alpha: float = 8.0
+    use_rslora: bool = False
+    use_dora: bool = False
+    rank_pattern: dict[str, int] = Field(default_factory=dict)
+    alpha_pattern: dict[str, float] = Field(default_factory=dict)
+    fan_in_fan_out: bool = False
+    modules_to_save: list[str] | None = None
+    target_modules: list[str] | str | None = None
+    base_model_name_or_path: str | None = None
+    task_type: str | None = None
+    raw: dict[str, Any] = Field(default_factory=dict, exclude=True)
+
+    def rank_for(self, module: str) -> int:
+        key = pattern_key(list(self.rank_pattern), module)
+        return int(self.rank_pattern[key]) if key is not None else int(self.r)
+
+    def alpha_for(self, module: str) -> float:
+        key = pattern_key(list(self.alpha_pattern), module)
+        return float(self.alpha_pattern[key]) if key is not None else float(self.lora_alpha)
+
+    def scale_for(self, module: str, r: int | None = None) -> float:
+        """PEFT's `scaling`: alpha/r, or alpha/sqrt(r) with rsLoRA."""
+        r = self.rank_for(module) if r is None else r
+        alpha = self.alpha_for(module)
+        return alpha / math.sqrt(r) if self.use_rslora else alpha / r
+
+
+def load_adapter_config(path: Path) -> AdapterConfig:
+    """Parse and validate adapter_config.json; anything we cannot audit faithfully is an AdapterError."""
+    path = Path(path)
+    if not path.is_file():
+        raise AdapterError(f"missing adapter config: {path}")
+    try:
+        raw = json.loads(path.read_text(encoding="utf-8"))
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise AdapterError(f"invalid JSON in {path}: {exc}") from None
+    if not isinstance(raw, dict):
+        raise AdapterError(f"{path} must hold a JSON object, got {type(raw).__name__}")
+    peft_type = str(raw.get("peft_type", "LORA")).upper()
+    if peft_type in UNSUPPORTED_TYPES:
+        raise AdapterError(f"unsupported adapter type {peft_type}: {UNSUPPORTED_TYPES[peft_type]}")
+    if peft_type != "LORA":
+        raise AdapterError(f"unsupported adapter type {peft_type}: only LoRA (incl. DoRA, rsLoRA) is audited")
+    if raw.get("target_parameters"):
+        raise AdapterError(
+            "unsupported adapter: LoRA on `target_parameters` (nn.Parameter targets, e.g. MoE experts) "
+            "has no per-module B·A pair to audit"
+        )
+    for key in ("rank_pattern", "alpha_pattern"):
+        if raw.get(key) is None:
+            raw[key] = {}
+    if isinstance(raw.get("modules_to_save"), str):
+        raw["modules_to_save"] = [raw["modules_to_save"]]
+    try:
+        cfg = AdapterConfig.model_validate(raw)
+    except Exception as exc:  # pydantic ValidationError: name the first bad field
+        first = getattr(exc, "errors", lambda: [{}])()[0]
+        loc = ".".join(str(p) for p in first.get("loc", ())) or "?"
+        raise AdapterError(f"invalid {path.name}: field {loc!r}: {first.get('msg', exc)}") from None
+    if cfg.r < 1:
+        raise AdapterError(f"invalid {path.name}: r must be ≥ 1, got {cfg.r}")
+    cfg.raw = raw
+    return cfg

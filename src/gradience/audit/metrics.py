@@ -1,0 +1,61 @@
+"""Per-layer metrics from a spectrum, and the aggregate statistics. One definition of each."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+ENERGY_THRESHOLDS = (0.90, 0.95, 0.99)
+
+
+def energy_rank(sigma: np.ndarray, t: float) -> int:
+    """Smallest k with Σ_{i≤k} σ_i² ≥ t·Σσ² (0 for an all-zero spectrum)."""
+    e = np.asarray(sigma, dtype=np.float64) ** 2
+    total = e.sum()
+    if total <= 0.0:
+        return 0
+    k = int(np.searchsorted(np.cumsum(e), t * total, side="left")) + 1
+    return min(k, len(e))
+
+
+def stable_rank(sigma: np.ndarray) -> float:
+    """‖ΔW‖²_F / σ_max²."""
+    s = np.asarray(sigma, dtype=np.float64)
+    smax = float(s.max()) if s.size else 0.0
+    return float((s**2).sum() / smax**2) if smax > 0 else 0.0
+
+
+def effective_rank(sigma: np.ndarray) -> float:
+    """Roy–Vetterli: exp of the entropy of p_i = σ_i / Σσ."""
+    s = np.asarray(sigma, dtype=np.float64)
+    total = s.sum()
+    if total <= 0:
+        return 0.0
+    p = s[s > 0] / total
+    return float(math.exp(-(p * np.log(p)).sum()))
+
+
+def numerical_rank(sigma: np.ndarray, rtol: float = 1e-5) -> int:
+    s = np.asarray(sigma, dtype=np.float64)
+    return int((s > rtol * s.max()).sum()) if s.size and s.max() > 0 else 0
+
+
+def percentile(values: list[float] | np.ndarray, q: float) -> float:
+    """numpy's default (linear interpolation) percentile, used for every pXX in reports."""
+    arr = np.asarray(values, dtype=np.float64)
+    return float(np.percentile(arr, q)) if arr.size else 0.0
+
+
+def mean(values: list[float] | np.ndarray) -> float:
+    arr = np.asarray(values, dtype=np.float64)
+    return float(arr.mean()) if arr.size else 0.0
+
+
+def median(values: list[float] | np.ndarray) -> float:
+    return percentile(values, 50)
+
+
+def weighted_mean(values: list[float], weights: list[float]) -> float:
+    w = np.asarray(weights, dtype=np.float64)
+    return float(np.dot(values, w) / w.sum()) if w.sum() > 0 else 0.0
