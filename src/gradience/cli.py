@@ -54,7 +54,11 @@ def _guarded(fn: Callable[[], int | None], verbose: bool = False) -> None:
             import traceback
 
             traceback.print_exc()
-        msg = str(exc) if not isinstance(exc, OSError) or not exc.filename else f"{exc.strerror}: {exc.filename}"
+        msg = (
+            str(exc)
+            if not isinstance(exc, OSError) or not exc.filename
+            else f"{exc.strerror}: {exc.filename}"
+        )
         typer.echo(f"error: {msg}".splitlines()[0], err=True)
         raise typer.Exit(2) from None
     except KeyboardInterrupt:
@@ -124,11 +128,15 @@ def audit(
         if append is not None:
             from gradience.telemetry import append_event_to_run
 
-            append_event_to_run(append, "metrics", {"kind": "lora_audit", "metrics": report.telemetry_metrics()})
+            append_event_to_run(
+                append, "metrics", {"kind": "lora_audit", "metrics": report.telemetry_metrics()}
+            )
         if as_json:
             _print_json(report.to_json(layers=layers or top_singular_values > 0, top_wasteful=top_wasteful))
         else:
-            render_audit(report, layers=layers, top_wasteful=top_wasteful, suggest_per_layer=suggest_per_layer)
+            render_audit(
+                report, layers=layers, top_wasteful=top_wasteful, suggest_per_layer=suggest_per_layer
+            )
         return 1 if strict and report.issues else 0
 
     _guarded(body, verbose)

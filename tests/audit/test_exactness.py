@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from tiny_models import make_adapter, peft_delta_weights
 
 from gradience.audit import audit_adapter
+from tiny_models import make_adapter, peft_delta_weights
 
 CASES = {
     "bert": dict(arch="bert"),
@@ -41,7 +41,9 @@ def test_spectrum_matches_dense_svd_of_peft_delta(tmp_path, case):
     report = audit_adapter(tmp_path)
     deltas = peft_delta_weights(peft_model)
     assert {la.name for la in report.layers} == set(deltas)
-    lora_modules = {p.removeprefix("base_model.model."): m for p, m in peft_model.named_modules() if hasattr(m, "r")}
+    lora_modules = {
+        p.removeprefix("base_model.model."): m for p, m in peft_model.named_modules() if hasattr(m, "r")
+    }
     for la in report.layers:
         ref = torch.linalg.svdvals(deltas[la.name]).numpy()
         mod = lora_modules[la.name]
