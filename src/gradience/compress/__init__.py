@@ -1,0 +1,28 @@
+"""SVD truncation of a PEFT LoRA adapter into a smaller PEFT adapter, from the audit's r×r cores.
+
+Public API:
+    compress_adapter(src, dst, plan, *, overwrite=False) -> CompressionReport
+    CompressionPlan(rank=… | energy=… | budget_params=… | budget_ratio=… | from_audit=True
+                    | rank_pattern={…}, allowed_ranks=None, per_layer_margin=1.0)
+    truncate_factors(A, B, k) -> (A', B')   (balanced rank-k factors of B·A, float64)
+    render_compress(report)                 (rich text summary)
+    CompressError                            (bad plan or input; CLI exit 2)
+"""
+
+from gradience.compress.core import compress_adapter, truncate_factors
+from gradience.compress.errors import CompressError
+from gradience.compress.plan import CompressionPlan, choose_ranks
+from gradience.compress.render import render_compress
+from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
+
+__all__ = [
+    "CompressError",
+    "CompressionPlan",
+    "CompressionReport",
+    "CompressionTotals",
+    "LayerCompression",
+    "choose_ranks",
+    "compress_adapter",
+    "render_compress",
+    "truncate_factors",
+]

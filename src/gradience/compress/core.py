@@ -1,0 +1,290 @@
+"""compress_adapter: truncated SVD of every LoRA layer from its r×r core, into a new PEFT adapter.
+
+Two streamed passes over the input, one layer in memory at a time: the audit (exact spectra
+from r×r Gram cores) decides the ranks; then each layer that needs truncation gets its thin SVD
+from QR of both factors and an r×r core (`factored_svd`) — B·A is never formed — and the new
+factors go straight into a streaming safetensors writer. Layers kept at their rank, and every
+tensor that is not a LoRA factor pair, are copied byte for byte.
+
+Factor split: B' = U_k·√Σ_k and A' = √Σ_k·V_kᵀ (balanced), not U_k·Σ_k / V_kᵀ. Both give the same
+B'·A' in exact arithmetic; balanced factors have equal norms (‖B'‖_F² = ‖A'‖_F² = Σσ_i), so in
+fp16/bf16 neither side drifts toward subnormals or overflow when σ is very small or large, the
+storage rounding error is bounded by ≈2u·‖ΔW_k‖_* instead of 2u·√k·‖ΔW_k‖_F, and a balanced pair
+is the fixed point of gradient flow (AAᵀ = BᵀB) should the adapter be trained further.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from gradience.audit import Adapter, AuditReport, LayerSpec, audit_adapter, factored_svd, open_adapter
+from gradience.compress.errors import CompressError
+from gradience.compress.peft_config import LayerTarget, build_config, exact_alpha
+from gradience.compress.plan import CompressionPlan, choose_ranks
+from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
+from gradience.compress.st_writer import DTYPE_CODES, SafetensorsStreamWriter
+
+WEIGHTS_NAME = "adapter_model.safetensors"
+CONFIG_NAME = "adapter_config.json"
+REPORT_NAME = "compression_report.json"
+
+DORA_REFUSAL = (
+    "DoRA adapters are not compressed: DoRA's output is m·(W + s·B·A)/‖W + s·B·A‖ per column, so "
+    "truncating B·A also changes the column norms that the magnitude vector m was trained against, "
+    "and the result is not the rank-k truncation of the DoRA update (that needs the base weights W, "
+    "which an adapter folder does not have). Merge the DoRA adapter, or compress a plain LoRA adapter"
+)
+
+
+def truncate_factors(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Rank-k factors (A' k×in, B' out×k) of the best rank-k approximation of B·A, in float64."""
+    u, s, v = factored_svd(a, b)
+    root = s[:k].clamp_min(0).sqrt()
+    return (v[:, :k] * root).T.contiguous(), (u[:, :k] * root).contiguous()
+
+
+def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
+    if dst.exists() and not dst.is_dir():
+        raise CompressError(f"output path exists and is not a directory: {dst}")
+    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
+        raise CompressError(f"output folder is the input folder: {dst}")
+    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
+        raise CompressError(f"output folder is not empty: {dst} (pass --overwrite to replace it)")
+
+
+def _tensor_meta(adapter: Adapter) -> dict[str, tuple[str, tuple[int, ...]]]:
+    """dtype code and shape of every stored tensor, without reading the data."""
+    if adapter.weights_path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(adapter.weights_path), framework="pt") as fh:
+            return {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
+    meta = {}
+    for key in [*(k for la in adapter.layers for k in (la.a_key, la.b_key)), *adapter.other_keys]:
+        t = adapter.tensor(key)
+        if t.dtype not in DTYPE_CODES:
+            raise CompressError(f"tensor {key!r} has dtype {t.dtype}, which safetensors cannot store")
+        meta[key] = (DTYPE_CODES[t.dtype], tuple(t.shape))
+    return meta
+
+
+def _validate(audit: AuditReport) -> None:
+    bad = [i.layer for i in audit.issues if i.code == "non_finite"]
+    if bad:
+        raise CompressError(f"layer {bad[0]} has NaN/Inf in its LoRA factors; it cannot be truncated")
+
+
+def _layer_row(
+    spec: LayerSpec, sigma: np.ndarray, k: int, alpha: float, new_params: int, mtype: str
+) -> LayerCompression:
+    e = sigma.astype("float64") ** 2
+    total, kept = float(e.sum()), float(e[:k].sum())
+    return LayerCompression(
+        name=spec.name,
+        module_type=mtype,
+        kind=spec.kind,
+        old_rank=spec.r,
+        new_rank=k,
+        alpha=alpha,
+        scale=spec.scale,
+        old_params=spec.params,
+        new_params=new_params,
+        retained_energy=kept / total if total > 0 else 1.0,
+        frob_norm=total**0.5,
+        frob_error=float(max(total - kept, 0.0) ** 0.5),
+        truncated=k < spec.r,
+    )
+
+
+def compress_adapter(
+    src: Path, dst: Path, plan: CompressionPlan, *, overwrite: bool = False
+) -> CompressionReport:
+    """Compress the PEFT LoRA adapter in `src` into a new adapter folder `dst`.
+
+    `dst` appears complete or not at all: everything is written to a hidden temp folder next to
+    it and renamed into place; a non-empty `dst` is replaced only with `overwrite=True`.
+    Raises CompressError for bad plans or input it cannot compress faithfully, AdapterError for
+    unreadable adapters."""
+    src, dst = Path(src), Path(dst)
+    plan.check()
+    _check_destination(src, dst, overwrite)
+    adapter = open_adapter(src)
+    if adapter.config.use_dora or any(la.magnitude_key for la in adapter.layers):
+        raise CompressError(DORA_REFUSAL)
+    audit = audit_adapter(src, allowed_ranks=plan.allowed_ranks, per_layer_margin=plan.per_layer_margin)
+    _validate(audit)
+    ranks = choose_ranks(plan, audit)
+    rslora = bool(adapter.config.use_rslora)
+    targets = [
+        LayerTarget(
+            la.name,
+            ranks[la.name],
+            la.alpha if ranks[la.name] == la.r else exact_alpha(la.scale, ranks[la.name], rslora),
+            la.scale,
+        )
+        for la in adapter.layers
+    ]
+    config = build_config(dict(adapter.config.raw), targets, rslora)
+    dst.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        rows, carried, dtypes = _write_weights(adapter, audit, targets, tmp / WEIGHTS_NAME)
+        report = _report(src, dst, plan, adapter, rows, carried, dtypes, config)
+        _write_json(tmp / CONFIG_NAME, config)
+        _write_json(tmp / REPORT_NAME, report.to_json())
+        _publish(tmp, dst, overwrite)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return report
+
+
+_TORCH_DTYPES = {code: dt for dt, code in DTYPE_CODES.items()}
+
+
+def _write_weights(
+    adapter: Adapter, audit: AuditReport, targets: list[LayerTarget], path: Path
+) -> tuple[list[LayerCompression], list[str], list[str]]:
+    """Stream every tensor, in the input's order, into `path`; truncated pairs are computed when
+    their first factor comes up and dropped once both are written."""
+    meta = _tensor_meta(adapter)
+    owner = {key: la for la in adapter.layers for key in (la.a_key, la.b_key)}
+    new_rank = {t.name: t.rank for t in targets}
+    entries: list[tuple[str, str, tuple[int, ...]]] = []
+    for key, (dtype, shape) in meta.items():
+        la = owner.get(key)
+        if la is not None and new_rank[la.name] < la.r:
+            if dtype not in ("F64", "F32", "F16", "BF16"):
+                raise CompressError(
+                    f"LoRA factor {key!r} has dtype {dtype}; only float factors are truncated"
+                )
+            k = new_rank[la.name]
+            shape = (k, *shape[1:]) if key == la.a_key else (shape[0], k, *shape[2:])
+        entries.append((key, dtype, shape))
+    shapes = {key: shape for key, _, shape in entries}
+    metadata = _metadata(adapter)
+    pending: dict[str, dict[str, torch.Tensor]] = {}
+    with SafetensorsStreamWriter(path, entries, metadata) as writer:
+        for key, _, _ in entries:
+            la = owner.get(key)
+            if la is None or new_rank[la.name] == la.r:
+                writer.write(key, adapter.tensor(key))
+                continue
+            if la.name not in pending:
+                a, b = adapter.factors(la)
+                a2, b2 = truncate_factors(a, b, new_rank[la.name])
+                pending[la.name] = {
+                    la.a_key: a2.to(_TORCH_DTYPES[meta[la.a_key][0]]).reshape(shapes[la.a_key]),
+                    la.b_key: b2.to(_TORCH_DTYPES[meta[la.b_key][0]]).reshape(shapes[la.b_key]),
+                }
+            writer.write(key, pending[la.name].pop(key))
+            if not pending[la.name]:
+                del pending[la.name]
+    sigma = {la.name: (la.sigma, la.module_type) for la in audit.layers}
+    alpha = {t.name: t.alpha for t in targets}
+    rows = []
+    for la in adapter.layers:
+        new_params = _numel(shapes[la.a_key]) + _numel(shapes[la.b_key])
+        s, mtype = sigma[la.name]
+        rows.append(_layer_row(la, s, new_rank[la.name], alpha[la.name], new_params, mtype))
+    return rows, list(adapter.other_keys), sorted({dtype for _, dtype, _ in entries})
+
+
+def _metadata(adapter: Adapter) -> dict[str, str]:
+    meta: dict[str, str] = {}
+    if adapter.weights_path.suffix == ".safetensors":
+        from safetensors import safe_open
+
+        with safe_open(str(adapter.weights_path), framework="pt") as fh:
+            meta = dict(fh.metadata() or {})
+    meta.setdefault("format", "pt")
+    return meta
+
+
+def _numel(shape: tuple[int, ...]) -> int:
+    n = 1
+    for d in shape:
+        n *= int(d)
+    return n
+
+
+def _report(
+    src: Path,
+    dst: Path,
+    plan: CompressionPlan,
+    adapter: Adapter,
+    rows: list[LayerCompression],
+    carried: list[str],
+    dtypes: list[str],
+    config: dict,
+) -> CompressionReport:
+    from gradience import __version__
+
+    before = sum(r.old_params for r in rows)
+    after = sum(r.new_params for r in rows)
+    other = adapter.other_params
+    total_e = sum(r.frob_norm**2 for r in rows)
+    kept_e = sum(r.frob_norm**2 - r.frob_error**2 for r in rows)
+    totals = CompressionTotals(
+        n_layers=len(rows),
+        n_truncated=sum(r.truncated for r in rows),
+        lora_params_before=before,
+        lora_params_after=after,
+        lora_reduction=1 - after / before if before else 0.0,
+        other_params=other,
+        total_trainable_before=before + other,
+        total_trainable_after=after + other,
+        total_reduction=1 - (after + other) / (before + other) if before + other else 0.0,
+        retained_energy=kept_e / total_e if total_e > 0 else 1.0,
+        min_layer_retained_energy=min((r.retained_energy for r in rows), default=1.0),
+    )
+    keys = ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern")
+    return CompressionReport(
+        gradience_version=__version__,
+        source=str(src),
+        destination=str(dst),
+        strategy=plan.strategy,
+        plan=plan.model_dump(mode="json", exclude_none=True, exclude_defaults=True),
+        dtypes=dtypes,
+        config={k: config.get(k) for k in keys},
+        carried_keys=carried,
+        totals=totals,
+        layers=rows,
+    )
+
+
+def _write_json(path: Path, obj: object) -> None:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write(json.dumps(obj, indent=2) + "\n")
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
+    """Rename the finished temp folder onto dst. An existing dst (empty, or replaced under
+    overwrite) is first moved aside, and moved back if the final rename fails."""
+    if not dst.exists():
+        os.replace(tmp, dst)
+        return
+    if not any(dst.iterdir()):
+        dst.rmdir()
+        os.replace(tmp, dst)
+        return
+    if not overwrite:  # checked up front; re-checked in case dst filled up meanwhile
+        raise CompressError(f"output folder is not empty: {dst} (pass --overwrite to replace it)")
+    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
+    os.replace(dst, old)
+    try:
+        os.replace(tmp, dst)
+    except BaseException:
+        os.replace(old, dst)
+        raise
+    shutil.rmtree(old, ignore_errors=True)
