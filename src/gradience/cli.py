@@ -233,6 +233,51 @@ def monitor(
     _guarded(body, verbose)
 
 
+@app.command()
+def compress(
+    peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder to compress."),
+    out: Path = typer.Option(..., "--out", help="Output folder (a complete PEFT adapter)."),
+    rank: int | None = typer.Option(None, "--rank", help="Uniform rank K (capped at each layer's r)."),
+    energy: float | None = typer.Option(None, help="Per layer: smallest rank keeping fraction T of ‖ΔW‖²."),
+    budget_params: int | None = typer.Option(None, help="Global LoRA-parameter budget (allocator)."),
+    budget_ratio: float | None = typer.Option(None, help="Budget as a fraction of today's LoRA params."),
+    from_audit: bool = typer.Option(False, "--from-audit", help="The audit's per-layer suggestion."),
+    allowed_ranks: str | None = typer.Option(None, help="Allowed ranks, e.g. '1,2,4,8,16,32'."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the compression report as JSON."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """SVD-truncate a LoRA adapter (from r×r cores) into a smaller PEFT adapter with the same scales."""
+
+    def body() -> int:
+        from gradience.compress import CompressError, CompressionPlan, compress_adapter, render_compress
+
+        given = {"--rank": rank, "--energy": energy, "--budget-params": budget_params}
+        given |= {"--budget-ratio": budget_ratio, "--from-audit": from_audit or None}
+        chosen = [flag for flag, value in given.items() if value is not None]
+        if len(chosen) != 1:
+            raise CompressError(
+                "choose exactly one of --rank, --energy, --budget-params, --budget-ratio, --from-audit"
+                + (f" (got {', '.join(chosen)})" if chosen else "")
+            )
+        plan = CompressionPlan(
+            rank=rank,
+            energy=energy,
+            budget_params=budget_params,
+            budget_ratio=budget_ratio,
+            from_audit=from_audit,
+            allowed_ranks=_parse_ranks(allowed_ranks),
+        )
+        report = compress_adapter(peft_dir, out, plan, overwrite=overwrite)
+        if as_json:
+            _print_json(report.to_json())
+        else:
+            render_compress(report)
+        return 0
+
+    _guarded(body, verbose)
+
+
 def main() -> None:
     app()
 
