@@ -21,7 +21,7 @@ from gradience.audit.report import (
     Suggestions,
     TypeSummary,
 )
-from gradience.audit.spectra import lora_spectrum
+from gradience.audit.spectra import gram_cores, spectrum_from_grams
 from gradience.audit.suggest import (
     NAMED_RULES,
     LayerShape,
@@ -43,15 +43,16 @@ def audit_layer(
 ) -> tuple[LayerAudit, list[AuditIssue]]:
     """Metrics of one layer from its factors; suspicious values become issues, not exceptions."""
     issues: list[AuditIssue] = []
-    finite = bool(torch.isfinite(a).all() and torch.isfinite(b).all())
-    untrained = finite and not bool(b.any())
+    cores = gram_cores(a, b)
+    finite = cores.finite
+    untrained = finite and cores.b_is_zero
     if not finite:
         sigma = np.zeros(spec.r)
         issues.append(
             AuditIssue(severity="error", code="non_finite", layer=spec.name, message="NaN/Inf in factors")
         )
     else:
-        sigma = lora_spectrum(a, b, spec.scale)
+        sigma = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)
     if untrained:
         issues.append(
             AuditIssue(

@@ -7,7 +7,11 @@ which refuses any pickle that would run code.
 
 from __future__ import annotations
 
+import json
+import math
+import os
 import pickle
+import struct
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -65,8 +69,20 @@ def _find_weights(peft_dir: Path) -> Path:
     raise AdapterError(f"no adapter_model.safetensors or adapter_model.bin in {peft_dir}")
 
 
+_ST_DTYPES = {
+    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
+    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
+    "BOOL": torch.bool,
+}  # fmt: skip
+
+
 class _Store:
-    """Uniform read access to a safetensors file (lazy, mmap) or a weights-only torch file."""
+    """Uniform read access to a safetensors file or a weights-only torch file.
+
+    safetensors: the library validates the file once (header, offsets, coverage); tensors are
+    then read with positioned reads into fresh buffers. Unlike reading through a memory map,
+    pages read for one layer do not stay resident, so memory stays flat in the adapter's size.
+    """
 
     def __init__(self, path: Path):
         self.path = path
@@ -75,27 +91,42 @@ class _Store:
         if path.stat().st_size == 0:
             raise AdapterError(f"empty weights file: {path}")
         self._sd: dict[str, torch.Tensor] | None = None
-        self._st = None
+        self._meta: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
         if path.suffix == ".safetensors":
-            from safetensors import safe_open
-
-            try:
-                self._st = safe_open(str(path), framework="pt", device="cpu")
-                self._keys = list(self._st.keys())
-            except Exception as exc:  # SafetensorError has no stable import path
-                raise AdapterError(f"corrupt or truncated safetensors file {path}: {exc}") from None
+            self._index_safetensors()
         else:
-            try:
-                sd = torch.load(str(path), map_location="cpu", weights_only=True, mmap=True)
-            except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-                msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-                raise AdapterError(
-                    f"refused to load {path}: not a plain tensor file readable with weights_only=True ({msg})"
-                ) from None
-            if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-                raise AdapterError(f"{path} does not hold a dict of tensors")
-            self._sd = sd
-            self._keys = list(sd)
+            self._load_pickle_free()
+
+    def _index_safetensors(self) -> None:
+        from safetensors import safe_open
+
+        try:
+            with safe_open(str(self.path), framework="pt", device="cpu") as st:
+                self._keys = list(st.keys())
+            with open(self.path, "rb") as fh:
+                (n,) = struct.unpack("<Q", fh.read(8))
+                header = json.loads(fh.read(n))
+        except Exception as exc:  # SafetensorError has no stable import path
+            raise AdapterError(f"corrupt or truncated safetensors file {self.path}: {exc}") from None
+        for key in self._keys:
+            info = header[key]
+            if info["dtype"] not in _ST_DTYPES:
+                raise AdapterError(f"tensor {key!r} in {self.path} has unsupported dtype {info['dtype']}")
+            begin, end = info["data_offsets"]
+            self._meta[key] = (_ST_DTYPES[info["dtype"]], tuple(info["shape"]), 8 + n + begin, end - begin)
+
+    def _load_pickle_free(self) -> None:
+        try:
+            sd = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True)
+        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
+            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+            raise AdapterError(
+                f"refused to load {self.path}: not a plain tensor file readable with weights_only=True ({msg})"
+            ) from None
+        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
+            raise AdapterError(f"{self.path} does not hold a dict of tensors")
+        self._sd = sd
+        self._keys = list(sd)
 
     def keys(self) -> list[str]:
         return self._keys
@@ -103,21 +134,27 @@ class _Store:
     def shape(self, key: str) -> tuple[int, ...]:
         if self._sd is not None:
             return tuple(self._sd[key].shape)
-        return tuple(self._st.get_slice(key).get_shape())
+        return self._meta[key][1]
 
     def numel(self, key: str) -> int:
-        n = 1
-        for d in self.shape(key):
-            n *= d
-        return n
+        return math.prod(self.shape(key))
+
+    def get_many(self, keys: list[str]) -> list[torch.Tensor]:
+        if self._sd is not None:
+            return [self._sd[k] for k in keys]
+        out = []
+        with open(self.path, "rb", buffering=0) as fh:
+            for key in keys:
+                dtype, shape, offset, nbytes = self._meta[key]
+                t = torch.empty(shape, dtype=dtype)
+                view = memoryview(t.view(torch.uint8).numpy()).cast("B") if nbytes else memoryview(b"")
+                if nbytes and os.preadv(fh.fileno(), [view], offset) != nbytes:
+                    raise AdapterError(f"truncated tensor {key!r} in {self.path}")
+                out.append(t)
+        return out
 
     def get(self, key: str) -> torch.Tensor:
-        if self._sd is not None:
-            return self._sd[key]
-        try:
-            return self._st.get_tensor(key)
-        except Exception as exc:
-            raise AdapterError(f"cannot read tensor {key!r} from {self.path}: {exc}") from None
+        return self.get_many([key])[0]
 
 
 @dataclass
@@ -147,7 +184,8 @@ class Adapter:
 
     def factors(self, layer: LayerSpec) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, B) as matrices with ΔW = scale·B·A, A (r×in), B (out×r); conv kernels are flattened."""
-        a, b = self.tensor(layer.a_key), self.tensor(layer.b_key)
+        assert self._store is not None
+        a, b = self._store.get_many([layer.a_key, layer.b_key])
         return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
 
     def iter_factors(self) -> Iterator[tuple[LayerSpec, torch.Tensor, torch.Tensor]]:

@@ -4,36 +4,73 @@ With G_A = A·Aᵀ and G_B = Bᵀ·B (both r×r), the squared singular values of
 eigenvalues of G_A^{1/2}·G_B·G_A^{1/2}; the two Gram products cost r²·(in+out) flops, the
 r×r eigenproblems are negligible. `factored_svd` gives the singular vectors too (QR of each
 side, SVD of the r×r core), which is what truncation needs.
+
+The r×r problems run on one BLAS thread: multi-threaded LAPACK on a 64×64 matrix, interleaved
+with torch's OpenMP matmuls, spends 10-100× longer waiting for threads than computing.
 """
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+from functools import lru_cache
+
 import numpy as np
 import torch
+
+
+@lru_cache(maxsize=1)
+def _controller():  # building it scans loaded libraries: do it once
+    from threadpoolctl import ThreadpoolController
+
+    return ThreadpoolController()
+
+
+def one_blas_thread():
+    """Context manager limiting numpy's BLAS/LAPACK to one thread (for tiny r×r problems)."""
+    return _controller().limit(limits=1, user_api="blas")
 
 
 def _f64(x: torch.Tensor) -> torch.Tensor:
     return x.detach().to(device="cpu", dtype=torch.float64)
 
 
-def gram_cores(a: torch.Tensor, b: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
+@dataclass
+class Cores:
+    """The r×r Gram cores of one layer, and what they tell for free about the factors."""
+
+    ga: np.ndarray  # A·Aᵀ
+    gb: np.ndarray  # Bᵀ·B
+
+    @property
+    def finite(self) -> bool:
+        # diag(G) holds each row's sum of squares: NaN/Inf anywhere in a factor shows up there
+        return bool(np.isfinite(np.diag(self.ga)).all() and np.isfinite(np.diag(self.gb)).all())
+
+    @property
+    def b_is_zero(self) -> bool:
+        return not np.diag(self.gb).any()
+
+
+def gram_cores(a: torch.Tensor, b: torch.Tensor) -> Cores:
     """G_A = A·Aᵀ and G_B = Bᵀ·B in float64; A is (r×in), B is (out×r)."""
     a64, b64 = _f64(a), _f64(b)
-    return (a64 @ a64.T).numpy(), (b64.T @ b64).numpy()
+    return Cores((a64 @ a64.T).numpy(), (b64.T @ b64).numpy())
 
 
 def spectrum_from_grams(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
     """σ(B·A), descending, from the two r×r Gram matrices."""
-    w, v = np.linalg.eigh((ga + ga.T) / 2)
-    root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T  # G_A^{1/2}, PSD square root
-    core = root @ gb @ root
-    ev = np.linalg.eigvalsh((core + core.T) / 2)
+    with one_blas_thread():
+        w, v = np.linalg.eigh((ga + ga.T) / 2)
+        root = (v * np.sqrt(np.clip(w, 0.0, None))) @ v.T  # G_A^{1/2}, PSD square root
+        core = root @ gb @ root
+        ev = np.linalg.eigvalsh((core + core.T) / 2)
     return np.sqrt(np.clip(ev, 0.0, None))[::-1].copy()
 
 
 def lora_spectrum(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> np.ndarray:
     """σ(scale·B·A), descending, float64 (length r)."""
-    return abs(scale) * spectrum_from_grams(*gram_cores(a, b))
+    cores = gram_cores(a, b)
+    return abs(scale) * spectrum_from_grams(cores.ga, cores.gb)
 
 
 def factored_svd(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -41,5 +78,7 @@ def factored_svd(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     a64, b64 = _f64(a), _f64(b)
     qa, ra = torch.linalg.qr(a64.T)  # Aᵀ = Qa·Ra   (in×r, r×r)
     qb, rb = torch.linalg.qr(b64)  # B  = Qb·Rb   (out×r, r×r)
-    uc, s, vhc = torch.linalg.svd(rb @ ra.T)  # core = Rb·Raᵀ
+    with one_blas_thread():
+        uc, s, vhc = np.linalg.svd((rb @ ra.T).numpy())  # the r×r core
+    uc, s, vhc = torch.from_numpy(uc), torch.from_numpy(s), torch.from_numpy(vhc)
     return qb @ uc, s, qa @ vhc.T
