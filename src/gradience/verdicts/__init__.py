@@ -1,0 +1,91 @@
+"""Trustworthy verdicts: policies, paired statistics, non-inferiority, and a seeds/eval-items planner.
+
+A pure library (numpy, scipy, pydantic, pyyaml); it imports nothing else of ``gradience``.
+Accuracies and margins are fractions (0.025 = 2.5 points). Bad input raises
+``PolicyError`` (a ``ValueError``); the CLI prints its one-line message and exits 2.
+
+Public API (what the bench calls)::
+
+    policy = load_policy("safe_uniform")          # or "noninferiority", or a YAML path
+    policy = policy.with_margin(0.03)             # a config's acc_tolerance overrides the margin
+
+    compare_seed(probe_correct, variant_correct, *, margin=0.025, confidence=0.95,
+                 n_boot=2000, seed=0, label=None) -> SeedComparison
+        # one seed, same eval items: Δ, paired bootstrap CI, McNemar exact p, point pass, NI verdict
+
+    judge_variant(pairs, policy="safe_uniform", *, margin=None, n_boot=2000, seed=0,
+                  labels=None) -> VariantVerdict
+        # pairs = [(probe_correct, variant_correct) for each seed], all on the SAME eval items.
+        # .passed (the policy's verdict) · .point_estimate_passed (upstream-compatible rule)
+        # .noninferiority ("PASS" | "FAIL" | "INCONCLUSIVE") · .k_passed · .k_required · .n_seeds
+        # .validated ("k/n") · .mean_delta · .ci_low · .ci_high · .worst_delta · .per_seed
+        # .explanation (plain language, says when the data cannot tell the margin apart)
+
+    plan(margin, power, baseline_acc, discordance=0.10, seed_sd=0.008, eval_items=None,
+         n_seeds=None, confidence=None, *, policy=None, config=None) -> PlanResult
+        # seeds × eval items for a target power; a budget's power and false-PASS rates
+
+Every result is a frozen pydantic model; ``.to_json()`` (= ``model_dump(mode="json")``) is
+its one serialisation. Randomness comes only from ``numpy.random.default_rng(seed)``.
+
+Verdicts: a seed passes the point-estimate rule when Δ ≥ −margin; the policy passes
+when ⌈fraction·n⌉ seeds pass (exact fraction) and the worst seed is ≥ the floor. The
+non-inferiority verdict is PASS when the CI of mean Δ lies above −margin, FAIL when
+it lies below, INCONCLUSIVE otherwise; its false-PASS rate is (1 − confidence)/2 by
+design, checked by simulation in ``benchmarks/verdict_calibration.py``.
+"""
+
+from gradience.verdicts.aggregate import (
+    CrossedInterval,
+    crossed_bootstrap_ci,
+    crossed_interval,
+    judge_variant,
+)
+from gradience.verdicts.budget import BenchBudget, read_bench_budget
+from gradience.verdicts.errors import PolicyError
+from gradience.verdicts.models import (
+    BudgetRates,
+    DeltaRates,
+    PlanResult,
+    SeedComparison,
+    SeedsRow,
+    VariantVerdict,
+)
+from gradience.verdicts.paired import compare_seed, mcnemar_exact, noninferiority_label, paired_bootstrap_ci
+from gradience.verdicts.planner import (
+    known_variance_power,
+    ni_pass_probability,
+    plan,
+    point_rule_pass_probability,
+)
+from gradience.verdicts.policy import Policy, builtin_policies, load_policy, policy_from_dict
+from gradience.verdicts.render import render_plan
+
+__all__ = [
+    "BenchBudget",
+    "BudgetRates",
+    "CrossedInterval",
+    "DeltaRates",
+    "PlanResult",
+    "Policy",
+    "PolicyError",
+    "SeedComparison",
+    "SeedsRow",
+    "VariantVerdict",
+    "builtin_policies",
+    "compare_seed",
+    "crossed_bootstrap_ci",
+    "crossed_interval",
+    "judge_variant",
+    "known_variance_power",
+    "load_policy",
+    "mcnemar_exact",
+    "ni_pass_probability",
+    "noninferiority_label",
+    "paired_bootstrap_ci",
+    "plan",
+    "point_rule_pass_probability",
+    "policy_from_dict",
+    "read_bench_budget",
+    "render_plan",
+]

@@ -1,0 +1,219 @@
+"""Across seeds: mean Δ with an interval that counts both eval-item sampling and seed variance.
+
+The eval items are shared by every seed (a crossed items × seeds design), so item
+sampling error does not average out over seeds. Write d[i, s] = variant − probe
+correctness of item i under seed s. With row (item) means r_i, column (seed) means
+c_s and the two-way residual mean square MSE, the variance of the grand mean is
+estimated without bias by
+
+    Var(mean Δ) = (s²_r − MSE/S)/N      shared-item term, ~N degrees of freedom
+                + s²_c/S                 seed term, S−1 degrees of freedom
+
+and the interval is mean ± t_ν·SE with ν from Welch–Satterthwaite. This is the
+studentised form of the crossed two-level bootstrap (items resampled jointly for all
+seeds, together with the seeds): the plain percentile version of that bootstrap is
+also computed and reported, but with 3 seeds it cannot see that the seed variance is
+estimated from 3 numbers, and it undercovers when seed variance matters (see
+``benchmarks/verdict_calibration.py``); the Satterthwaite t does account for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from gradience.verdicts.errors import PolicyError
+from gradience.verdicts.explain import explain_verdict
+from gradience.verdicts.models import VariantVerdict
+from gradience.verdicts.paired import (
+    as_correctness,
+    check_confidence,
+    compare_seed,
+    no_discordance_halfwidth,
+    noninferiority_label,
+)
+from gradience.verdicts.policy import Policy, load_policy
+
+Pair = tuple[Sequence[bool] | np.ndarray, Sequence[bool] | np.ndarray]
+
+
+@dataclass(frozen=True)
+class CrossedInterval:
+    """Arrays over the batch axes of ``crossed_interval``'s input."""
+
+    mean: np.ndarray
+    low: np.ndarray
+    high: np.ndarray
+    se: np.ndarray
+    item_var: np.ndarray
+    seed_var: np.ndarray
+    df: np.ndarray
+
+
+def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
+    """Studentised CI of mean Δ for ``diff[..., item, seed]`` in {−1, 0, 1}, vectorised over ``...``.
+
+    Needs at least 2 items and 2 seeds. Works from row and column sums only, so a batch
+    of thousands of simulated experiments costs a few passes over the data.
+    """
+    d = np.asarray(diff)
+    n_items, n_seeds = d.shape[-2:]
+    if n_items < 2 or n_seeds < 2:
+        raise PolicyError(f"crossed_interval needs ≥ 2 items and ≥ 2 seeds, got {n_items} × {n_seeds}")
+    confidence = check_confidence(confidence)
+    row = d.sum(axis=-1, dtype=np.int64).astype(np.float64)
+    col = d.sum(axis=-2, dtype=np.int64).astype(np.float64)
+    sum_sq = np.count_nonzero(d, axis=(-2, -1)).astype(np.float64)  # Σ d² for d ∈ {−1, 0, 1}
+    n_cells = n_items * n_seeds
+    mean = row.sum(axis=-1) / n_cells
+    row_ss = (row**2).sum(axis=-1) / n_seeds - n_cells * mean**2
+    col_ss = (col**2).sum(axis=-1) / n_items - n_cells * mean**2
+    resid_ss = np.maximum(sum_sq - n_cells * mean**2 - row_ss - col_ss, 0.0)
+    mse = resid_ss / ((n_items - 1) * (n_seeds - 1))
+    s2_rows = np.maximum(row_ss, 0.0) / n_seeds / (n_items - 1)
+    s2_cols = np.maximum(col_ss, 0.0) / n_items / (n_seeds - 1)
+    item_var = np.maximum(s2_rows - mse / n_seeds, 0.0) / n_items
+    seed_var = s2_cols / n_seeds
+    var = item_var + seed_var
+    denom = item_var**2 / (n_items - 1) + seed_var**2 / (n_seeds - 1)
+    df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), np.inf)
+    crit = stats.t.ppf(0.5 + confidence / 2, df)
+    half = np.where(sum_sq == 0, no_discordance_halfwidth(n_items, confidence), crit * np.sqrt(var))
+    return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df)
+
+
+def _row_patterns(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Distinct item rows (patterns of −1/0/1 across seeds) and how many items share each."""
+    n_seeds = diff.shape[1]
+    if n_seeds <= 39:  # base-3 codes fit in int64
+        weights = 3 ** np.arange(n_seeds, dtype=np.int64)
+        codes, counts = np.unique((diff.astype(np.int64) + 1) @ weights, return_counts=True)
+        patterns = (codes[:, None] // weights[None, :]) % 3 - 1
+        return patterns.astype(np.float64), counts
+    patterns, counts = np.unique(diff, axis=0, return_counts=True)
+    return patterns.astype(np.float64), counts
+
+
+def crossed_bootstrap_ci(
+    diff: np.ndarray, *, confidence: float, n_boot: int, rng: np.random.Generator
+) -> tuple[float, float]:
+    """Plain crossed two-level percentile bootstrap: items resampled jointly for all seeds, and seeds.
+
+    Resampling N items with replacement is exactly a multinomial draw over the distinct
+    item rows, so the cost depends on the number of distinct rows (≤ 3^S), not on N.
+    """
+    d = np.asarray(diff)
+    n_items, n_seeds = d.shape
+    if not d.any():
+        half = no_discordance_halfwidth(n_items, confidence)
+        return -half, half
+    patterns, counts = _row_patterns(d)
+    item_counts = rng.multinomial(n_items, counts / n_items, size=n_boot).astype(np.float64)
+    seed_counts = rng.multinomial(n_seeds, np.full(n_seeds, 1.0 / n_seeds), size=n_boot)
+    means = ((item_counts @ patterns) * seed_counts).sum(axis=1) / (n_items * n_seeds)
+    alpha = 1.0 - confidence
+    low, high = np.quantile(means, [alpha / 2, 1 - alpha / 2])
+    return float(low), float(high)
+
+
+def _resolve_policy(policy: Policy | str | Path, margin: float | None) -> Policy:
+    resolved = policy if isinstance(policy, Policy) else load_policy(policy)
+    return resolved if margin is None else resolved.with_margin(margin)
+
+
+def judge_variant(
+    pairs: Sequence[Pair],
+    policy: Policy | str | Path = "safe_uniform",
+    *,
+    margin: float | None = None,
+    n_boot: int = 2000,
+    seed: int = 0,
+    labels: Sequence[str | int] | None = None,
+) -> VariantVerdict:
+    """Verdict on one variant from per-seed (probe_correct, variant_correct) arrays on shared items.
+
+    ``margin`` overrides the policy's (a bench config's ``acc_tolerance``). Results are a
+    pure function of the inputs and ``seed``.
+    """
+    pol = _resolve_policy(policy, margin)
+    if len(pairs) == 0:
+        raise PolicyError("judge_variant needs at least one seed's (probe_correct, variant_correct) pair")
+    if labels is not None and len(labels) != len(pairs):
+        raise PolicyError(f"{len(labels)} labels for {len(pairs)} seeds")
+    try:
+        arrays = [
+            (as_correctness(p, "probe_correct"), as_correctness(v, "variant_correct")) for p, v in pairs
+        ]
+    except (TypeError, ValueError) as exc:
+        raise PolicyError(f"pairs must be (probe_correct, variant_correct) per seed: {exc}") from None
+    sizes = sorted({a.size for pair in arrays for a in pair})
+    if len(sizes) != 1:
+        raise PolicyError(
+            f"seeds were scored on different numbers of items {sizes}: every seed and variant "
+            "must be evaluated on the same eval items"
+        )
+    children = np.random.SeedSequence(seed).spawn(len(arrays) + 1)
+    per_seed = [
+        compare_seed(
+            p,
+            v,
+            margin=pol.margin,
+            confidence=pol.confidence,
+            n_boot=n_boot,
+            seed=children[i],
+            label=None if labels is None else labels[i],
+        )
+        for i, (p, v) in enumerate(arrays)
+    ]
+    diff = np.stack([v.astype(np.int8) - p.astype(np.int8) for p, v in arrays], axis=1)
+    n_items, n_seeds = diff.shape
+    point = pol.point_verdict(diff.sum(axis=0), n_items)
+    if n_seeds == 1:
+        only = per_seed[0]
+        mean, low, high = only.delta, only.ci_low, only.ci_high
+        item_se = float(np.sqrt(diff[:, 0].var(ddof=1) / n_items))
+        seed_se, df = 0.0, None
+        boot_low, boot_high = low, high
+    else:
+        ci = crossed_interval(diff, pol.confidence)
+        mean, low, high = float(ci.mean), float(ci.low), float(ci.high)
+        item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
+        df = None if not np.isfinite(df) else df
+        boot_low, boot_high = crossed_bootstrap_ci(
+            diff, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
+        )
+    ni = noninferiority_label(low, high, pol.margin)
+    point_passed = bool(point["passed"])
+    fields = dict(
+        policy=pol.name,
+        margin=pol.margin,
+        confidence=pol.confidence,
+        worst_seed_floor=pol.worst_seed_floor,
+        n_seeds=n_seeds,
+        n_items=n_items,
+        k_passed=int(point["k_passed"]),
+        k_required=pol.required_passes(n_seeds),
+        validated=f"{int(point['k_passed'])}/{n_seeds}",
+        quorum_met=bool(point["quorum_met"]),
+        floor_met=bool(point["floor_met"]),
+        point_estimate_passed=point_passed,
+        noninferiority=ni,
+        passed=point_passed and (ni == "PASS" or not pol.require_noninferiority),
+        mean_delta=mean,
+        ci_low=low,
+        ci_high=high,
+        se=float(np.hypot(item_se, seed_se)),
+        item_se=item_se,
+        seed_se=seed_se,
+        df=df,
+        bootstrap_ci_low=boot_low,
+        bootstrap_ci_high=boot_high,
+        worst_delta=min(s.delta for s in per_seed),
+        mean_discordance=float(np.mean([s.discordance for s in per_seed])),
+        per_seed=per_seed,
+    )
+    return VariantVerdict(**fields, explanation=explain_verdict(fields, pol))

@@ -1,0 +1,64 @@
+"""Plain-language explanation of a variant verdict: what the data show and what they cannot."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from scipy import stats
+
+from gradience.verdicts.policy import Policy, exact
+
+
+def _pts(x: float) -> str:
+    """Accuracy (0..1) as signed points, e.g. -0.0123 → '−1.2'."""
+    return f"{100 * x:+.1f}".replace("-", "−")
+
+
+def _points(x: float) -> str:
+    return f"{100 * x:.1f}".rstrip("0").rstrip(".")
+
+
+def explain_verdict(v: dict[str, Any], policy: Policy) -> str:
+    """Sentences for a report: the non-inferiority reading first, then the point-estimate rule."""
+    margin, conf = v["margin"], v["confidence"]
+    m = _points(margin)
+    ci = f"{conf:.0%} CI {_pts(v['ci_low'])} to {_pts(v['ci_high'])} points"
+    head = f"Mean Δ {_pts(v['mean_delta'])} points over {v['n_seeds']} seed(s) × {v['n_items']} shared eval items ({ci})."
+    out = [head]
+    if v["noninferiority"] == "PASS":
+        out.append(f"Non-inferior: with {conf:.0%} confidence the variant loses less than {m} points.")
+    elif v["noninferiority"] == "FAIL":
+        out.append(
+            f"Worse than the margin: with {conf:.0%} confidence the variant loses more than {m} points."
+        )
+    else:
+        z = stats.norm.ppf(0.5 + conf / 2)
+        out.append(
+            f"Inconclusive: the data cannot tell whether the variant is within the {m}-point margin, "
+            f"because the interval straddles −{m}. Eval-item sampling alone accounts for "
+            f"±{_points(z * v['item_se'])} points of it, which more seeds cannot shrink and more eval "
+            "items can; size the next run with `gradience bench plan`."
+        )
+    floor = v["worst_seed_floor"]
+    floor_txt = "" if floor is None else f", worst seed {_pts(v['worst_delta'])} vs floor {_pts(floor)}"
+    rule = (
+        f"Point-estimate rule ({policy.name}): {v['validated']} seeds within {m} points, "
+        f"{v['k_required']} needed{floor_txt} → {'PASS' if v['point_estimate_passed'] else 'FAIL'}."
+    )
+    out.append(rule)
+    if floor is not None and exact(floor) >= -exact(margin) and v["k_required"] < v["n_seeds"]:
+        out.append("Its worst-seed floor is at or above −margin, so in fact every seed must pass.")
+    if v["point_estimate_passed"] and v["noninferiority"] != "PASS":
+        out.append("Passing on point estimates alone is not evidence of non-inferiority.")
+    if not v["point_estimate_passed"] and v["noninferiority"] == "PASS":
+        out.append(
+            "Single-seed point estimates are noisy; the interval over all seeds and items is the better guide."
+        )
+    if policy.require_noninferiority:
+        out.append(f"This policy requires non-inferiority: {'PASS' if v['passed'] else 'FAIL'}.")
+    if v["n_seeds"] == 1:
+        out.append(
+            "Only one seed: the interval covers eval-item sampling but not seed-to-seed variation, "
+            "so it says nothing about retraining with another seed."
+        )
+    return " ".join(out)

@@ -1,0 +1,127 @@
+"""Typed verdict and plan results; ``to_json()`` (``model_dump(mode="json")``) is the one serialisation."""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field
+
+NI = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+
+
+class _Result(BaseModel):
+    model_config = ConfigDict(frozen=True)
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json")
+
+
+class SeedComparison(_Result):
+    """One seed: variant vs probe on the same eval items (paired)."""
+
+    label: str | None = Field(default=None, description="The seed, as the caller names it.")
+    n_items: int
+    probe_accuracy: float
+    variant_accuracy: float
+    delta: float = Field(description="variant accuracy − probe accuracy")
+    ci_low: float
+    ci_high: float
+    confidence: float
+    margin: float
+    n_probe_only: int = Field(description="items the probe got right and the variant wrong")
+    n_variant_only: int = Field(description="items the variant got right and the probe wrong")
+    discordance: float = Field(description="fraction of items on which the two disagree")
+    mcnemar_p: float = Field(description="McNemar exact two-sided p-value for 'no difference'")
+    passed: bool = Field(description="point estimate: delta ≥ −margin")
+    noninferiority: NI
+
+
+class VariantVerdict(_Result):
+    """A variant across seeds: the policy's point-estimate verdict and the non-inferiority verdict."""
+
+    policy: str
+    margin: float
+    confidence: float
+    worst_seed_floor: float | None
+    n_seeds: int
+    n_items: int
+    k_passed: int = Field(description="seeds with delta ≥ −margin")
+    k_required: int
+    validated: str = Field(description='"k/n" seeds within the margin')
+    quorum_met: bool
+    floor_met: bool
+    point_estimate_passed: bool = Field(description="upstream-compatible rule: quorum and floor met")
+    noninferiority: NI
+    passed: bool = Field(
+        description="the policy's verdict (point estimate, plus NI when the policy requires it)"
+    )
+    mean_delta: float
+    ci_low: float
+    ci_high: float
+    se: float = Field(description="standard error of mean_delta (eval items and seeds)")
+    item_se: float = Field(description="part of se from eval-item sampling shared by all seeds")
+    seed_se: float = Field(description="part of se from seed-to-seed variation")
+    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom; None with one seed")
+    bootstrap_ci_low: float = Field(
+        description="plain crossed (items × seeds) percentile bootstrap, for comparison"
+    )
+    bootstrap_ci_high: float
+    worst_delta: float
+    mean_discordance: float
+    per_seed: list[SeedComparison]
+    explanation: str
+
+
+class DeltaRates(_Result):
+    """Probability of a PASS when the variant's true Δ is ``delta``."""
+
+    delta: float
+    noninferiority: float = Field(description="P(non-inferiority verdict = PASS)")
+    point_rule: float = Field(description="P(the policy's point-estimate rule passes)")
+
+
+class BudgetRates(_Result):
+    """Operating characteristics of one budget (seeds × eval items) under the planner's model."""
+
+    n_seeds: int
+    eval_items: int
+    item_se: float
+    seed_se: float
+    se: float
+    df: float | None
+    power: float = Field(description="P(non-inferiority PASS) at true Δ = 0")
+    power_known_variance: float = Field(description="the same if the seed variance were known (normal test)")
+    point_rule_power: float = Field(description="P(policy point-estimate rule passes) at true Δ = 0")
+    false_pass: list[DeltaRates] = Field(
+        description="P(PASS) at true Δ = −margin, −margin−0.005, −margin−0.01"
+    )
+
+
+class SeedsRow(_Result):
+    n_seeds: int
+    eval_items_needed: int | None = Field(
+        description="smallest eval set reaching the target power; None: never"
+    )
+
+
+class PlanResult(_Result):
+    """How many seeds and eval items a target power needs, and what a budget delivers."""
+
+    margin: float
+    target_power: float
+    baseline_acc: float
+    discordance: float
+    seed_sd: float
+    confidence: float
+    policy: str
+    given_seeds: int | None
+    given_eval_items: int | None
+    min_eval_items_any_seeds: int = Field(
+        description="below this, no number of seeds reaches the target power"
+    )
+    by_seeds: list[SeedsRow]
+    recommended_seeds: int | None
+    recommended_eval_items: int | None
+    reachable: bool = Field(description="the recommended or given budget reaches the target power")
+    evaluated: BudgetRates | None
+    notes: list[str]

@@ -1,0 +1,76 @@
+"""Plain-language notes for a plan: what the budget can show and why."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from gradience.verdicts.models import BudgetRates
+from gradience.verdicts.policy import Policy
+
+
+def _p(x: float) -> str:
+    return f"{100 * x:.1f}".rstrip("0").rstrip(".")
+
+
+def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: int) -> list[str]:
+    """Sentences for the plan: the item-sampling floor, the recommendation, and the budget's rates."""
+    m, target, disc = r["margin"], r["target_power"], r["discordance"]
+    ref_items = r["given_eval_items"] or r["recommended_eval_items"] or r["min_eval_items_any_seeds"]
+    item_se = math.sqrt(disc / ref_items)
+    notes = [
+        f"With {_p(disc)}% of eval items flipping between probe and variant, Δ measured on {ref_items:,} items "
+        f"has a standard error of {_p(item_se)} points from item sampling alone. The items are shared by every "
+        "seed, so more seeds cannot lower that part; only more eval items can.",
+        f"Power {target:g} at a {_p(m)}-point margin needs at least {r['min_eval_items_any_seeds']:,} eval items "
+        "however many seeds run.",
+    ]
+    seeds, items = r["recommended_seeds"], r["recommended_eval_items"]
+    if r["given_seeds"] is None and r["given_eval_items"] is None:
+        if seeds is None:
+            notes.append(f"No budget with ≤ {max_eval_items:,} eval items reaches power {target:g}.")
+        else:
+            notes.append(
+                f"Recommended: {seeds} seeds × {items:,} eval items (the fewest seeds ≥ {min_seeds}, eval items "
+                "rounded up), with the same eval items for every seed and variant."
+            )
+    elif r["given_seeds"] is None:
+        notes.append(
+            f"With {r['given_eval_items']:,} eval items no number of seeds reaches power {target:g}."
+            if seeds is None
+            else f"With {r['given_eval_items']:,} eval items, {seeds} seeds reach power {target:g}."
+        )
+    elif r["given_eval_items"] is None:
+        if r["given_seeds"] == 1:
+            notes.append(
+                "One seed cannot measure seed-to-seed variation; plan with at least 2 (3 to certify)."
+            )
+        elif items is None:
+            notes.append(
+                f"With {r['given_seeds']} seeds the seed-to-seed noise alone keeps power below {target:g}."
+            )
+        else:
+            notes.append(f"With {r['given_seeds']} seeds, {items:,} eval items reach power {target:g}.")
+    ev: BudgetRates | None = r["evaluated"]
+    if ev is not None:
+        fp = ev.false_pass[0]
+        nominal = (1 - r["confidence"]) / 2
+        notes.append(
+            f"This budget ({ev.n_seeds} seeds × {ev.eval_items:,} items): non-inferiority power {ev.power:.2f} at "
+            f"true Δ = 0 ({ev.power_known_variance:.2f} if the seed variance were known), false-PASS "
+            f"{100 * fp.noninferiority:.1f}% at a true loss of {_p(m)} points (design: {100 * nominal:.1f}%)."
+        )
+        notes.append(
+            f"The {pol.name} point-estimate rule on the same budget: power {ev.point_rule_power:.2f}, false-PASS "
+            f"{100 * fp.point_rule:.1f}% at a true loss of {_p(m)} points."
+        )
+        if ev.n_seeds == 1:
+            notes.append(
+                "With one seed the interval cannot include seed-to-seed variation, so false-PASS exceeds "
+                "its design rate."
+            )
+    notes.append(
+        "Assumes the same items flip for every seed (the conservative case); if flips differ between seeds, "
+        "fewer items suffice. Measure discordance and seed SD from a pilot run's verdicts."
+    )
+    return notes

@@ -1,0 +1,301 @@
+"""Seeds / eval-items planner: power and false-PASS rates of a budget, analytically.
+
+Model (the eval items are shared by every seed and variant):
+
+    Var(mean Δ) = (discordance − Δ²)/N   item sampling; the same items flip for every
+                                         seed, so this term does not shrink with seeds
+                + seed_sd²/S             seed-to-seed variation
+
+The non-inferiority verdict passes when mean Δ − t_ν·SE > −margin, where SE and ν are
+estimated from the data (the seed term from S values). Power integrates over the
+sampling distribution of that estimate (seed term ~ scaled χ²_{S−1}), so it reflects
+what 3 seeds really deliver, not the known-variance ideal (reported beside it).
+The point-estimate rule's rates integrate over the shared item error (Gauss–Hermite).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from functools import lru_cache
+from pathlib import Path
+
+import numpy as np
+from scipy import stats
+
+from gradience.verdicts.budget import read_bench_budget
+from gradience.verdicts.errors import PolicyError
+from gradience.verdicts.models import BudgetRates, DeltaRates, PlanResult, SeedsRow
+from gradience.verdicts.notes import plan_notes
+from gradience.verdicts.paired import check_confidence, check_margin
+from gradience.verdicts.policy import Policy, load_policy
+
+_MAX_ITEMS = 10_000_000
+_FALSE_PASS_OFFSETS = (0.0, 0.005, 0.01)
+
+
+@lru_cache(maxsize=256)
+def _chi2_nodes(df: int, n: int = 512) -> np.ndarray:
+    """Equal-probability nodes of χ²_df/df (midpoint rule on the probability scale)."""
+    return stats.chi2.ppf((np.arange(n) + 0.5) / n, df) / df
+
+
+@lru_cache(maxsize=4)
+def _hermite(n: int = 96) -> tuple[np.ndarray, np.ndarray]:
+    x, w = np.polynomial.hermite_e.hermegauss(n)
+    return x, w / w.sum()
+
+
+def item_variance(delta: float, n_items: int, discordance: float) -> float:
+    """Variance of the paired Δ from sampling n items; a loss Δ needs at least |Δ| discordance."""
+    return (max(discordance, abs(delta)) - delta**2) / n_items
+
+
+def ni_pass_probability(
+    delta: float,
+    n_items: int,
+    n_seeds: int | None,
+    *,
+    margin: float,
+    discordance: float,
+    seed_sd: float,
+    confidence: float,
+) -> float:
+    """P(non-inferiority PASS) at true Δ; ``n_seeds=None`` is the unlimited-seeds limit."""
+    a = item_variance(delta, n_items, discordance)
+    q = 0.5 + confidence / 2
+    shift = delta + margin
+    if n_seeds is None:  # seed term vanishes; item term estimated with N−1 df
+        return float(stats.norm.cdf((shift - stats.t.ppf(q, n_items - 1) * math.sqrt(a)) / math.sqrt(a)))
+    c = seed_sd**2 / n_seeds
+    if n_seeds == 1:  # the one-seed interval covers item sampling only, but Δ also varies by seed
+        return float(stats.norm.cdf((shift - stats.norm.ppf(q) * math.sqrt(a)) / math.sqrt(a + c)))
+    if c == 0:
+        return float(stats.norm.cdf((shift - stats.t.ppf(q, n_items - 1) * math.sqrt(a)) / math.sqrt(a)))
+    c_hat = c * _chi2_nodes(n_seeds - 1)
+    v_hat = a + c_hat
+    df = v_hat**2 / (a**2 / (n_items - 1) + c_hat**2 / (n_seeds - 1))
+    crit = stats.t.ppf(q, df)
+    return float(stats.norm.cdf((shift - crit * np.sqrt(v_hat)) / math.sqrt(a + c)).mean())
+
+
+def known_variance_power(
+    delta: float,
+    n_items: int,
+    n_seeds: int,
+    *,
+    margin: float,
+    discordance: float,
+    seed_sd: float,
+    confidence: float,
+) -> float:
+    """The textbook normal-test power, as if the variance were known."""
+    se = math.sqrt(item_variance(delta, n_items, discordance) + seed_sd**2 / n_seeds)
+    return float(stats.norm.cdf((delta + margin) / se - stats.norm.ppf(0.5 + confidence / 2)))
+
+
+def point_rule_pass_probability(
+    delta: float,
+    n_items: int,
+    n_seeds: int,
+    *,
+    margin: float,
+    k_required: int,
+    floor: float | None,
+    discordance: float,
+    seed_sd: float,
+) -> float:
+    """P(k of S seeds have Δ_s ≥ −margin and the worst Δ_s ≥ floor); seeds share the item error."""
+    if k_required > n_seeds:
+        return 0.0
+    item_sd = math.sqrt(item_variance(delta, n_items, discordance))
+    top = -margin if floor is None else max(-margin, floor)
+    if seed_sd == 0:  # every seed lands on the same value
+        return float(stats.norm.sf((top - delta) / item_sd))
+    x, w = _hermite()
+    shared = delta + item_sd * x
+    hi = stats.norm.sf((top - shared) / seed_sd)
+    if floor is None:
+        return float(w @ stats.binom.sf(k_required - 1, n_seeds, hi))
+    mid = np.maximum(stats.norm.sf((floor - shared) / seed_sd) - hi, 0.0)
+    total = np.zeros_like(hi)
+    for j in range(k_required, n_seeds + 1):
+        total += math.comb(n_seeds, j) * hi**j * mid ** (n_seeds - j)
+    return float(w @ total)
+
+
+def _smallest(pred: Callable[[int], bool], lo: int, hi: int) -> int | None:
+    """Smallest n in [lo, hi] with pred(n), for pred monotone in n; None when pred(hi) fails."""
+    if not pred(hi):
+        return None
+    while lo < hi:
+        mid = (lo + hi) // 2
+        lo, hi = (lo, mid) if pred(mid) else (mid + 1, hi)
+    return lo
+
+
+def _smallest_items(pred: Callable[[int], bool], lo: int) -> int | None:
+    """Smallest eval set passing ``pred``, where power need not rise forever with items.
+
+    With few seeds, adding items shifts the variance onto the seed term, whose S−1
+    degrees of freedom widen the t quantile: power rises, peaks, then falls. A log grid
+    finds the first passing size; power rises up to it, so bisection finishes the job.
+    """
+    grid = np.unique(np.geomspace(lo, _MAX_ITEMS, 48).astype(np.int64))
+    prev = lo
+    for n in grid:
+        if pred(int(n)):
+            return _smallest(pred, prev, int(n))
+        prev = int(n)
+    return None
+
+
+def _validate(margin: float, power: float, baseline_acc: float, discordance: float, seed_sd: float) -> None:
+    check_margin(margin)
+    if not 0 < power < 1:
+        raise PolicyError(f"power must be in (0, 1), got {power}")
+    if not 0 < baseline_acc < 1:
+        raise PolicyError(f"baseline accuracy must be in (0, 1), got {baseline_acc}")
+    most = 2 * min(baseline_acc, 1 - baseline_acc)
+    if not 0 < discordance <= most:
+        raise PolicyError(
+            f"discordance must be in (0, {most:.3g}]: at baseline accuracy {baseline_acc} at most that "
+            f"fraction of items can flip evenly between probe and variant, got {discordance}"
+        )
+    if not 0 <= seed_sd < 1:
+        raise PolicyError(f"seed_sd must be in [0, 1) (accuracy units), got {seed_sd}")
+
+
+def plan(
+    margin: float | None,
+    power: float,
+    baseline_acc: float,
+    discordance: float = 0.10,
+    seed_sd: float = 0.008,
+    eval_items: int | None = None,
+    n_seeds: int | None = None,
+    confidence: float | None = None,
+    *,
+    policy: Policy | str | Path | None = None,
+    config: str | Path | None = None,
+    min_seeds: int = 3,
+    max_seeds: int = 20,
+    max_eval_items: int = 20_000,
+    round_items_to: int = 100,
+) -> PlanResult:
+    """Seeds and eval items that reach ``power`` at true Δ = 0, and a budget's power and false-PASS rates.
+
+    Explicit arguments win over ``config`` (a bench YAML: seeds, eval_samples,
+    acc_tolerance, policy), which wins over the policy (default ``safe_uniform``, whose
+    point-estimate rule is evaluated beside the non-inferiority verdict). With neither
+    seeds nor items fixed, it recommends the fewest seeds ≥ ``min_seeds`` (training runs
+    are the expensive part) whose eval set is ≤ ``max_eval_items``, rounded up.
+    """
+    budget = read_bench_budget(config) if config is not None else None
+    if budget is not None:
+        policy = policy if policy is not None else budget.policy
+        margin = margin if margin is not None else budget.acc_tolerance
+        eval_items = eval_items if eval_items is not None else budget.eval_items
+        n_seeds = n_seeds if n_seeds is not None else budget.n_seeds
+    pol = policy if isinstance(policy, Policy) else load_policy(policy or "safe_uniform")
+    margin = pol.margin if margin is None else float(margin)
+    confidence = check_confidence(pol.confidence if confidence is None else confidence)
+    _validate(margin, power, baseline_acc, discordance, seed_sd)
+    if eval_items is not None and eval_items < 2:
+        raise PolicyError(f"eval_items must be at least 2, got {eval_items}")
+    if n_seeds is not None and n_seeds < 1:
+        raise PolicyError(f"n_seeds must be at least 1, got {n_seeds}")
+    model = dict(margin=margin, discordance=discordance, seed_sd=seed_sd, confidence=confidence)
+
+    def reaches(n_items: int, seeds: int | None) -> bool:
+        return ni_pass_probability(0.0, n_items, seeds, **model) >= power
+
+    floor_items = _smallest(lambda n: reaches(n, None), 2, _MAX_ITEMS)
+    if floor_items is None:
+        raise PolicyError(f"power {power} is out of reach even with {_MAX_ITEMS:,} eval items")
+
+    def items_for(seeds: int) -> int | None:
+        return _smallest_items(lambda n: reaches(n, seeds), floor_items)
+
+    by_seeds = [SeedsRow(n_seeds=s, eval_items_needed=items_for(s)) for s in range(2, 11)]
+    rounded = lambda n: int(math.ceil(n / round_items_to) * round_items_to)  # noqa: E731
+    rec_seeds, rec_items = n_seeds, eval_items
+    if n_seeds is None and eval_items is None:
+        rec_seeds = rec_items = None
+        for s in range(max(min_seeds, 2), max_seeds + 1):
+            need = items_for(s)
+            if need is not None and rounded(need) <= max_eval_items:
+                rec_seeds, rec_items = s, rounded(need)
+                break
+    elif n_seeds is None:
+        assert eval_items is not None
+        rec_seeds = _smallest(lambda s: reaches(eval_items, s), max(min_seeds, 2), 10_000)
+    elif eval_items is None:
+        need = items_for(n_seeds) if n_seeds >= 2 else None
+        rec_items = None if need is None else rounded(need)
+
+    eval_seeds = rec_seeds if rec_seeds is not None else (n_seeds or max(min_seeds, 2))
+    eval_n = rec_items
+    evaluated = None if eval_n is None else _rates(eval_seeds, eval_n, pol, **model)
+    result = dict(
+        margin=margin,
+        target_power=power,
+        baseline_acc=baseline_acc,
+        discordance=discordance,
+        seed_sd=seed_sd,
+        confidence=confidence,
+        policy=pol.name,
+        given_seeds=n_seeds,
+        given_eval_items=eval_items,
+        min_eval_items_any_seeds=floor_items,
+        by_seeds=by_seeds,
+        recommended_seeds=rec_seeds,
+        recommended_eval_items=rec_items,
+        reachable=evaluated is not None and evaluated.power >= power,
+        evaluated=evaluated,
+    )
+    return PlanResult(**result, notes=plan_notes(result, pol, min_seeds, max_eval_items))
+
+
+def _rates(
+    n_seeds: int,
+    n_items: int,
+    pol: Policy,
+    *,
+    margin: float,
+    discordance: float,
+    seed_sd: float,
+    confidence: float,
+) -> BudgetRates:
+    model = dict(margin=margin, discordance=discordance, seed_sd=seed_sd)
+    rule = dict(
+        margin=margin,
+        k_required=pol.required_passes(n_seeds),
+        floor=pol.worst_seed_floor,
+        discordance=discordance,
+        seed_sd=seed_sd,
+    )
+    a, c = item_variance(0.0, n_items, discordance), seed_sd**2 / n_seeds
+    df = None if n_seeds == 1 else (a + c) ** 2 / (a**2 / (n_items - 1) + c**2 / (n_seeds - 1))
+    false_pass = [
+        DeltaRates(
+            delta=round(-margin - off, 6),
+            noninferiority=ni_pass_probability(
+                -margin - off, n_items, n_seeds, confidence=confidence, **model
+            ),
+            point_rule=point_rule_pass_probability(-margin - off, n_items, n_seeds, **rule),
+        )
+        for off in _FALSE_PASS_OFFSETS
+    ]
+    return BudgetRates(
+        n_seeds=n_seeds,
+        eval_items=n_items,
+        item_se=math.sqrt(a),
+        seed_se=math.sqrt(c),
+        se=math.sqrt(a + c),
+        df=df,
+        power=ni_pass_probability(0.0, n_items, n_seeds, confidence=confidence, **model),
+        power_known_variance=known_variance_power(0.0, n_items, n_seeds, confidence=confidence, **model),
+        point_rule_power=point_rule_pass_probability(0.0, n_items, n_seeds, **rule),
+        false_pass=false_pass,
+    )
