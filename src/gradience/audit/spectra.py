@@ -79,6 +79,6 @@ def factored_svd(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.
     qa, ra = torch.linalg.qr(a64.T)  # Aᵀ = Qa·Ra   (in×r, r×r)
     qb, rb = torch.linalg.qr(b64)  # B  = Qb·Rb   (out×r, r×r)
     with one_blas_thread():
-        uc, s, vhc = np.linalg.svd((rb @ ra.T).numpy())  # the r×r core
+        uc, s, vhc = np.linalg.svd((rb @ ra.T).numpy(), full_matrices=False)  # the r×r core
     uc, s, vhc = torch.from_numpy(uc), torch.from_numpy(s), torch.from_numpy(vhc)
     return qb @ uc, s, qa @ vhc.T
