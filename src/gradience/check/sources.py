@@ -283,8 +283,8 @@ def discover(folder: Path, names: tuple[str, ...], what: str, flag: str) -> Path
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckInputError(f"{flag} {folder}: not a directory")
-    for level in (sorted(folder.glob(n) for n in names), sorted(folder.glob(f"*/{n}") for n in names)):
-        hits = sorted({p for group in level for p in group})
+    for pattern in ("{}", "*/{}"):
+        hits = sorted({p for n in names for p in folder.glob(pattern.format(n)) if p.is_file()})
         if len(hits) == 1:
             return hits[0]
         if len(hits) > 1:
