@@ -278,6 +278,67 @@ def compress(
     _guarded(body, verbose)
 
 
+bench_app = typer.Typer(
+    help="Benchmark compressed variants against a probe, with honest verdicts; `bench plan` sizes the run.",
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+# The bench run itself (`gradience bench --config …`) is this group's callback
+# (invoke_without_command=True), to be added by the bench engineer; `plan` is a subcommand.
+
+
+@bench_app.command("plan")
+def bench_plan(
+    margin: float | None = typer.Option(
+        None, help="Non-inferiority margin (0.025 = 2.5 points); default: policy."
+    ),
+    power: float = typer.Option(0.8, help="Target power at true Δ = 0."),
+    baseline_acc: float = typer.Option(
+        ..., "--baseline-acc", help="Probe accuracy expected on the eval items."
+    ),
+    discordance: float = typer.Option(
+        0.10, help="Fraction of eval items on which probe and variant disagree."
+    ),
+    seed_sd: float = typer.Option(0.008, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units)."),
+    eval_items: int | None = typer.Option(None, "--eval-items", help="Fix the eval set size."),
+    seeds: int | None = typer.Option(None, "--seeds", help="Fix the number of seeds."),
+    confidence: float | None = typer.Option(None, help="Two-sided CI level (default: the policy's, 0.95)."),
+    policy: str | None = typer.Option(
+        None, help="Policy whose point-estimate rule is shown beside (safe_uniform)."
+    ),
+    config: Path | None = typer.Option(
+        None, "--config", help="Bench YAML: seeds, eval_samples, acc_tolerance, policy."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """Seeds and eval items a target power needs; a budget's power and false-PASS rates. Exit 1: unreachable."""
+
+    def body() -> int:
+        from gradience.verdicts import plan, render_plan
+
+        result = plan(
+            margin,
+            power,
+            baseline_acc,
+            discordance,
+            seed_sd,
+            eval_items,
+            seeds,
+            confidence,
+            policy=policy,
+            config=config,
+        )
+        if as_json:
+            _print_json(result.to_json())
+        else:
+            render_plan(result)
+        return 0 if result.reachable else 1
+
+    _guarded(body, verbose)
+
+
 def main() -> None:
     app()
 
