@@ -235,3 +235,14 @@ def test_cli_unreadable_and_dora_inputs_exit_2(tmp_path):
     )
     assert res.exit_code == 2 and "--overwrite" in res.stderr
     assert [p.name for p in (tmp_path / "full").iterdir()] == ["keep.txt"]
+
+
+def test_rank_above_layer_width_is_padded_with_zero_directions(tmp_path):
+    """r=40 on 32-wide layers: B·A has rank ≤ 32, so k=36 keeps everything and pads with zeros."""
+    make_adapter(tmp_path / "in", arch="bert", r=40, lora_alpha=40)
+    compress_adapter(tmp_path / "in", tmp_path / "out", CompressionPlan(rank=36))
+    orig, new = load_peft("bert", tmp_path / "in"), load_peft("bert", tmp_path / "out")
+    d_orig, d_new = peft_delta_weights(orig), peft_delta_weights(new)
+    for name, m in lora_modules(new).items():
+        assert m.r["default"] == 36
+        assert torch.linalg.norm(d_new[name] - d_orig[name]) <= 1e-6 * torch.linalg.norm(d_orig[name])

@@ -47,7 +47,11 @@ def truncate_factors(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Te
     """Rank-k factors (A' k×in, B' out×k) of the best rank-k approximation of B·A, in float64."""
     u, s, v = factored_svd(a, b)
     root = s[:k].clamp_min(0).sqrt()
-    return (v[:, :k] * root).T.contiguous(), (u[:, :k] * root).contiguous()
+    a2, b2 = (v[:, :k] * root).T, u[:, :k] * root
+    if a2.shape[0] < k:  # r > min(in, out): B·A has rank < k, the missing directions are zero
+        a2 = torch.cat([a2, a2.new_zeros(k - a2.shape[0], a2.shape[1])])
+        b2 = torch.cat([b2, b2.new_zeros(b2.shape[0], k - b2.shape[1])], dim=1)
+    return a2.contiguous(), b2.contiguous()
 
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
