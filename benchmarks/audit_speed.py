@@ -26,14 +26,21 @@ from _common import machine, timed, write_result
 from gradience.audit import audit_adapter, open_adapter
 
 MEM_PROBE = """
-import json, resource, sys
+import json, sys
+from pathlib import Path
 from gradience.audit import audit_adapter
 import gradience.audit.core, gradience.audit.render  # everything the audit imports, before the baseline
-base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-audit_adapter(sys.argv[1])
-print(json.dumps({"peak_mb": (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024}))
-"""
 
+def status(key):
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1]) / 1024
+
+Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
+base = status("VmRSS")
+audit_adapter(sys.argv[1])
+print(json.dumps({"peak_mb": status("VmHWM") - base}))
+"""
 
 def read_all(path: Path) -> None:
     adapter = open_adapter(path)
@@ -72,7 +79,7 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--layers", type=int, default=32)
     ap.add_argument("--dense-sample", type=int, default=2)
-    ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         sizes = sorted({8, 16, args.layers})
