@@ -284,8 +284,53 @@ bench_app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
-# The bench run itself (`gradience bench --config …`) is this group's callback
-# (invoke_without_command=True), to be added by the bench engineer; `plan` is a subcommand.
+
+
+@bench_app.callback(invoke_without_command=True)
+def bench(
+    ctx: typer.Context,
+    config: str | None = typer.Option(
+        None, "--config", help="Bench YAML file or built-in name (minilm_sst2, …)."
+    ),
+    output: Path | None = typer.Option(None, "--output", help="Output folder (seed_<s>/ runs + reports)."),
+    smoke: bool = typer.Option(False, "--smoke", help="Tiny budgets; exit 0 when every report is written."),
+    ci: bool = typer.Option(False, "--ci", help="Exit 2 if a probe is undertrained, 1 if no variant passes."),
+    device: str | None = typer.Option(None, "--device", help="cpu | cuda | mps (overrides runtime.device)."),
+    seeds: str | None = typer.Option(None, "--seeds", help="Seeds, e.g. 42,123,456 (overrides the config)."),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Folder with GLUE-format train.tsv/dev.tsv."
+    ),
+    resume: bool = typer.Option(False, "--resume", help="Skip runs already finished in --output."),
+    executor: str | None = typer.Option(None, "--executor", help="local (default) | ray."),
+    ray_address: str | None = typer.Option(
+        None, "--ray-address", help="Ray cluster address (with --executor ray)."
+    ),
+    as_json: bool = typer.Option(False, "--json", help="Print bench.json on stdout."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """Train a probe, audit it, train/truncate compressed variants, judge them: `gradience bench --config …`."""
+    if ctx.invoked_subcommand is not None:
+        return
+
+    def body() -> int:
+        from gradience.bench import BenchInputError
+        from gradience.bench.config import builtin_configs
+        from gradience.bench.run_bench import run_bench
+
+        if config is None or output is None:
+            missing = "--config" if config is None else "--output"
+            raise BenchInputError(f"{missing} is required (built-in configs: {', '.join(builtin_configs())})")
+        outcome = run_bench(
+            config, output, smoke=smoke, ci=ci, device=device, seeds=seeds, data_dir=data_dir, resume=resume,
+            executor=executor, ray_address=ray_address, verbose=verbose,
+        )  # fmt: skip
+        if as_json:
+            _print_json(outcome.report)
+        else:
+            typer.echo(outcome.text)
+        return outcome.exit_code
+
+    _guarded(body, verbose)
 
 
 @bench_app.command("plan")
@@ -301,6 +346,9 @@ def bench_plan(
         0.10, help="Fraction of eval items on which probe and variant disagree."
     ),
     seed_sd: float = typer.Option(0.008, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units)."),
+    item_share: float = typer.Option(
+        1.0, "--item-share", help="Item noise common to all seeds (1: same items flip)."
+    ),
     eval_items: int | None = typer.Option(None, "--eval-items", help="Fix the eval set size."),
     seeds: int | None = typer.Option(None, "--seeds", help="Fix the number of seeds."),
     confidence: float | None = typer.Option(None, help="Two-sided CI level (default: the policy's, 0.95)."),
@@ -329,6 +377,7 @@ def bench_plan(
             confidence,
             policy=policy,
             config=config,
+            item_share=item_share,
         )
         if as_json:
             _print_json(result.to_json())

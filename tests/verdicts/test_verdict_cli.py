@@ -83,3 +83,10 @@ def test_module_entry_point_bad_policy(tmp_path: Path) -> None:
     )
     assert proc.returncode == 2 and proc.stdout == ""
     assert proc.stderr.strip().splitlines() == [f"error: {path}: missing key 'scope'"]
+
+
+def test_item_share_flag() -> None:
+    result = bench_plan("--baseline-acc", "0.83", "--item-share", "0", "--json")
+    data = json.loads(result.stdout)
+    assert result.exit_code == 0 and data["item_share"] == 0 and data["recommended_seeds"] == 4
+    assert_bad_input(bench_plan("--baseline-acc", "0.83", "--item-share", "1.5"), "item_share")

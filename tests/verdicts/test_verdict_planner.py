@@ -163,3 +163,22 @@ def test_bad_arguments() -> None:
         plan(0.025, 0.8, 1.0)
     with pytest.raises(PolicyError, match="not found"):
         plan(0.025, 0.8, 0.83, config="/nonexistent/bench.yaml")
+
+
+def test_unshared_flips_reduce_to_an_exact_t_test() -> None:
+    """With no common item noise the verdict is a t-test on per-seed Δ: power is a noncentral t."""
+    for n_items, seeds in ((872, 3), (2000, 5)):
+        own = 0.008**2 + 0.10 / n_items
+        exact = stats.nct.sf(stats.t.ppf(0.975, seeds - 1), seeds - 1, 0.025 / math.sqrt(own / seeds))
+        assert ni_pass_probability(0.0, n_items, seeds, item_share=0.0, **MODEL) == pytest.approx(
+            exact, abs=0.003
+        )
+    p = plan(0.025, 0.8, 0.83, item_share=0.0)
+    assert p.by_seeds[1].eval_items_needed is None and p.recommended_seeds == 4  # 3 seeds: 2 df, never 0.8
+
+
+def test_planner_matches_the_engine_with_unshared_flips() -> None:
+    probe, variant = simulate_correctness(np.random.default_rng(21), 1500, 872, 3, delta=0.0, item_share=0.0)
+    ci = crossed_interval(variant.astype(np.int8) - probe.astype(np.int8), 0.95)
+    predicted = ni_pass_probability(0.0, 872, 3, item_share=0.0, **MODEL)
+    assert float(np.mean(ci.low > -0.025)) == pytest.approx(predicted, abs=0.04)

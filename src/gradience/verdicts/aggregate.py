@@ -13,8 +13,10 @@ and the interval is mean ± t_ν·SE with ν from Welch–Satterthwaite. This is
 studentised form of the crossed two-level bootstrap (items resampled jointly for all
 seeds, together with the seeds): the plain percentile version of that bootstrap is
 also computed and reported, but with 3 seeds it cannot see that the seed variance is
-estimated from 3 numbers, and it undercovers when seed variance matters (see
-``benchmarks/verdict_calibration.py``); the Satterthwaite t does account for it.
+estimated from 3 numbers, and it undercovers when seed variance is large (see
+``benchmarks/verdict_calibration.py``); the Satterthwaite t accounts for it. The cost:
+when flips differ between seeds, their noise sits in the seed term and its few
+degrees of freedom widen the interval (valid, but less powerful than it could be).
 """
 
 from __future__ import annotations

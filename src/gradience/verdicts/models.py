@@ -85,8 +85,8 @@ class BudgetRates(_Result):
 
     n_seeds: int
     eval_items: int
-    item_se: float
-    seed_se: float
+    item_se: float = Field(description="SE of mean Δ from item noise common to all seeds")
+    seed_se: float = Field(description="SE of mean Δ from per-seed noise (training, unshared flips)")
     se: float
     df: float | None
     power: float = Field(description="P(non-inferiority PASS) at true Δ = 0")
@@ -112,6 +112,7 @@ class PlanResult(_Result):
     baseline_acc: float
     discordance: float
     seed_sd: float
+    item_share: float = Field(description="fraction of item noise common to all seeds (1: same items flip)")
     confidence: float
     policy: str
     given_seeds: int | None

@@ -16,15 +16,23 @@ def _p(x: float) -> str:
 def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: int) -> list[str]:
     """Sentences for the plan: the item-sampling floor, the recommendation, and the budget's rates."""
     m, target, disc = r["margin"], r["target_power"], r["discordance"]
+    share = r["item_share"]
     ref_items = r["given_eval_items"] or r["recommended_eval_items"] or r["min_eval_items_any_seeds"]
     item_se = math.sqrt(disc / ref_items)
+    common = "all of it" if share == 1 else f"{share:.0%} of its variance"
     notes = [
         f"With {_p(disc)}% of eval items flipping between probe and variant, Δ measured on {ref_items:,} items "
-        f"has a standard error of {_p(item_se)} points from item sampling alone. The items are shared by every "
-        "seed, so more seeds cannot lower that part; only more eval items can.",
-        f"Power {target:g} at a {_p(m)}-point margin needs at least {r['min_eval_items_any_seeds']:,} eval items "
-        "however many seeds run.",
+        f"has a standard error of {_p(item_se)} points from item sampling, {common} common to every seed: "
+        "more seeds cannot lower that part; only more eval items can."
+        if share > 0
+        else f"With {_p(disc)}% of eval items flipping, each seed flipping its own items, enough seeds can "
+        "make up for a small eval set.",
     ]
+    if share > 0:
+        notes.append(
+            f"Power {target:g} at a {_p(m)}-point margin needs at least {r['min_eval_items_any_seeds']:,} eval "
+            "items however many seeds run."
+        )
     seeds, items = r["recommended_seeds"], r["recommended_eval_items"]
     if r["given_seeds"] is None and r["given_eval_items"] is None:
         if seeds is None:
@@ -70,7 +78,9 @@ def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: i
                 "its design rate."
             )
     notes.append(
-        "Assumes the same items flip for every seed (the conservative case); if flips differ between seeds, "
-        "fewer items suffice. Measure discordance and seed SD from a pilot run's verdicts."
+        f"Assumes item_share = {share:g} of the item noise is common to all seeds (1: the same items flip for "
+        "every seed). Flips that differ between seeds average out over seeds but add to the between-seed "
+        "variance, which 3 seeds estimate poorly: compare with --item-share 0. Measure discordance and seed "
+        "SD from a pilot run (a verdict's mean_discordance and per-seed deltas)."
     )
     return notes

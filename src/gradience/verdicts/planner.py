@@ -1,16 +1,20 @@
 """Seeds / eval-items planner: power and false-PASS rates of a budget, analytically.
 
-Model (the eval items are shared by every seed and variant):
+Model (the eval items are shared by every seed and variant), with v = discordance − Δ²:
 
-    Var(mean Δ) = (discordance − Δ²)/N   item sampling; the same items flip for every
-                                         seed, so this term does not shrink with seeds
-                + seed_sd²/S             seed-to-seed variation
+    Var(mean Δ) = share·v/N                  item noise common to all seeds: with the same
+                                             items flipping for every seed (share = 1, the
+                                             default) it does not shrink with seeds
+                + (seed_sd² + (1−share)·v/N)/S   per-seed part: training noise plus flips
+                                             that differ between seeds
 
 The non-inferiority verdict passes when mean Δ − t_ν·SE > −margin, where SE and ν are
-estimated from the data (the seed term from S values). Power integrates over the
-sampling distribution of that estimate (seed term ~ scaled χ²_{S−1}), so it reflects
-what 3 seeds really deliver, not the known-variance ideal (reported beside it).
-The point-estimate rule's rates integrate over the shared item error (Gauss–Hermite).
+estimated from the data (the per-seed part from S values). Power integrates over the
+sampling distribution of that estimate (per-seed part ~ scaled χ²_{S−1}), so it reflects
+what 3 seeds really deliver, not the known-variance ideal (reported beside it). Note
+that unshared flips land in the per-seed part, which 3 seeds estimate with 2 degrees
+of freedom: for 3 seeds, share = 1 is not the pessimistic case. The point-estimate
+rule's rates integrate over the common item error (Gauss–Hermite).
 """
 
 from __future__ import annotations
@@ -51,6 +55,14 @@ def item_variance(delta: float, n_items: int, discordance: float) -> float:
     return (max(discordance, abs(delta)) - delta**2) / n_items
 
 
+def variance_parts(
+    delta: float, n_items: int, *, discordance: float, seed_sd: float, item_share: float = 1.0
+) -> tuple[float, float]:
+    """(common item variance of mean Δ, variance of one seed's own deviation)."""
+    v = item_variance(delta, n_items, discordance)
+    return item_share * v, seed_sd**2 + (1.0 - item_share) * v
+
+
 def ni_pass_probability(
     delta: float,
     n_items: int,
@@ -60,18 +72,21 @@ def ni_pass_probability(
     discordance: float,
     seed_sd: float,
     confidence: float,
+    item_share: float = 1.0,
 ) -> float:
     """P(non-inferiority PASS) at true Δ; ``n_seeds=None`` is the unlimited-seeds limit."""
-    a = item_variance(delta, n_items, discordance)
+    a, own = variance_parts(delta, n_items, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
     q = 0.5 + confidence / 2
     shift = delta + margin
-    if n_seeds is None:  # seed term vanishes; item term estimated with N−1 df
-        return float(stats.norm.cdf((shift - stats.t.ppf(q, n_items - 1) * math.sqrt(a)) / math.sqrt(a)))
-    c = seed_sd**2 / n_seeds
     if n_seeds == 1:  # the one-seed interval covers item sampling only, but Δ also varies by seed
-        return float(stats.norm.cdf((shift - stats.norm.ppf(q) * math.sqrt(a)) / math.sqrt(a + c)))
-    if c == 0:
+        v = item_variance(delta, n_items, discordance)
+        return float(stats.norm.cdf((shift - stats.norm.ppf(q) * math.sqrt(v)) / math.sqrt(v + seed_sd**2)))
+    c = 0.0 if n_seeds is None else own / n_seeds
+    if c == 0:  # only the common item term; estimated with N−1 df
+        if a == 0:
+            return float(shift > 0)
         return float(stats.norm.cdf((shift - stats.t.ppf(q, n_items - 1) * math.sqrt(a)) / math.sqrt(a)))
+    assert n_seeds is not None
     c_hat = c * _chi2_nodes(n_seeds - 1)
     v_hat = a + c_hat
     df = v_hat**2 / (a**2 / (n_items - 1) + c_hat**2 / (n_seeds - 1))
@@ -88,9 +103,11 @@ def known_variance_power(
     discordance: float,
     seed_sd: float,
     confidence: float,
+    item_share: float = 1.0,
 ) -> float:
     """The textbook normal-test power, as if the variance were known."""
-    se = math.sqrt(item_variance(delta, n_items, discordance) + seed_sd**2 / n_seeds)
+    a, own = variance_parts(delta, n_items, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
+    se = math.sqrt(a + own / n_seeds)
     return float(stats.norm.cdf((delta + margin) / se - stats.norm.ppf(0.5 + confidence / 2)))
 
 
@@ -104,20 +121,22 @@ def point_rule_pass_probability(
     floor: float | None,
     discordance: float,
     seed_sd: float,
+    item_share: float = 1.0,
 ) -> float:
-    """P(k of S seeds have Δ_s ≥ −margin and the worst Δ_s ≥ floor); seeds share the item error."""
+    """P(k of S seeds have Δ_s ≥ −margin and the worst Δ_s ≥ floor); seeds share the common item error."""
     if k_required > n_seeds:
         return 0.0
-    item_sd = math.sqrt(item_variance(delta, n_items, discordance))
+    a, own = variance_parts(delta, n_items, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
     top = -margin if floor is None else max(-margin, floor)
-    if seed_sd == 0:  # every seed lands on the same value
-        return float(stats.norm.sf((top - delta) / item_sd))
+    if own == 0:  # every seed lands on the same value
+        return float(stats.norm.sf((top - delta) / math.sqrt(a)))
     x, w = _hermite()
-    shared = delta + item_sd * x
-    hi = stats.norm.sf((top - shared) / seed_sd)
+    shared = delta + math.sqrt(a) * x
+    own_sd = math.sqrt(own)
+    hi = stats.norm.sf((top - shared) / own_sd)
     if floor is None:
         return float(w @ stats.binom.sf(k_required - 1, n_seeds, hi))
-    mid = np.maximum(stats.norm.sf((floor - shared) / seed_sd) - hi, 0.0)
+    mid = np.maximum(stats.norm.sf((floor - shared) / own_sd) - hi, 0.0)
     total = np.zeros_like(hi)
     for j in range(k_required, n_seeds + 1):
         total += math.comb(n_seeds, j) * hi**j * mid ** (n_seeds - j)
@@ -182,6 +201,7 @@ def plan(
     max_seeds: int = 20,
     max_eval_items: int = 20_000,
     round_items_to: int = 100,
+    item_share: float = 1.0,
 ) -> PlanResult:
     """Seeds and eval items that reach ``power`` at true Δ = 0, and a budget's power and false-PASS rates.
 
@@ -190,6 +210,8 @@ def plan(
     point-estimate rule is evaluated beside the non-inferiority verdict). With neither
     seeds nor items fixed, it recommends the fewest seeds ≥ ``min_seeds`` (training runs
     are the expensive part) whose eval set is ≤ ``max_eval_items``, rounded up.
+    ``item_share`` is the fraction of item noise common to all seeds (1: the same items
+    flip for every seed; 0: each seed flips its own).
     """
     budget = read_bench_budget(config) if config is not None else None
     if budget is not None:
@@ -205,7 +227,11 @@ def plan(
         raise PolicyError(f"eval_items must be at least 2, got {eval_items}")
     if n_seeds is not None and n_seeds < 1:
         raise PolicyError(f"n_seeds must be at least 1, got {n_seeds}")
-    model = dict(margin=margin, discordance=discordance, seed_sd=seed_sd, confidence=confidence)
+    if not 0 <= item_share <= 1:
+        raise PolicyError(f"item_share must be in [0, 1], got {item_share}")
+    model = dict(
+        margin=margin, discordance=discordance, seed_sd=seed_sd, confidence=confidence, item_share=item_share
+    )
 
     def reaches(n_items: int, seeds: int | None) -> bool:
         return ni_pass_probability(0.0, n_items, seeds, **model) >= power
@@ -243,6 +269,7 @@ def plan(
         baseline_acc=baseline_acc,
         discordance=discordance,
         seed_sd=seed_sd,
+        item_share=item_share,
         confidence=confidence,
         policy=pol.name,
         given_seeds=n_seeds,
@@ -266,16 +293,12 @@ def _rates(
     discordance: float,
     seed_sd: float,
     confidence: float,
+    item_share: float,
 ) -> BudgetRates:
-    model = dict(margin=margin, discordance=discordance, seed_sd=seed_sd)
-    rule = dict(
-        margin=margin,
-        k_required=pol.required_passes(n_seeds),
-        floor=pol.worst_seed_floor,
-        discordance=discordance,
-        seed_sd=seed_sd,
-    )
-    a, c = item_variance(0.0, n_items, discordance), seed_sd**2 / n_seeds
+    model = dict(margin=margin, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
+    rule = dict(model, k_required=pol.required_passes(n_seeds), floor=pol.worst_seed_floor)
+    a, own = variance_parts(0.0, n_items, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
+    c = own / n_seeds
     df = None if n_seeds == 1 else (a + c) ** 2 / (a**2 / (n_items - 1) + c**2 / (n_seeds - 1))
     false_pass = [
         DeltaRates(

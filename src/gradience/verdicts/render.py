@@ -14,14 +14,16 @@ def render_plan(plan: PlanResult, console: Console | None = None) -> None:
     out.print(
         f"[bold]Plan[/bold]: non-inferiority margin {100 * plan.margin:g} points, target power {plan.target_power:g} "
         f"at true Δ = 0, {plan.confidence:.0%} CI; baseline accuracy {plan.baseline_acc:g}, discordance "
-        f"{plan.discordance:g}, seed SD {100 * plan.seed_sd:g} points; policy {plan.policy}."
+        f"{plan.discordance:g} (item share {plan.item_share:g}), seed SD {100 * plan.seed_sd:g} points; "
+        f"policy {plan.policy}."
     )
     table = Table("seeds", "eval items needed", title="Eval items for the target power (shared by all seeds)")
     for row in plan.by_seeds:
         table.add_row(
             str(row.n_seeds), "never" if row.eval_items_needed is None else f"{row.eval_items_needed:,}"
         )
-    table.add_row("∞", f"{plan.min_eval_items_any_seeds:,}")
+    if plan.item_share > 0:
+        table.add_row("∞", f"{plan.min_eval_items_any_seeds:,}")
     out.print(table)
     ev = plan.evaluated
     if ev is not None:

@@ -2,7 +2,8 @@
 
 Generative model (shared eval items, per-seed training noise):
   * item i has a flip latent u_i and an easiness w_i, both shared by every seed;
-    with ``item_share`` < 1 the flip latent mixes in per-seed noise (Gaussian copula);
+    with ``item_share`` < 1 the flip latent mixes in per-seed noise (a Gaussian copula
+    with latent correlation ``item_share``; at 0 and 1 this is the planner's item_share);
   * seed s has a true Δ_s = delta + N(0, seed_sd²);
   * item i is lost by the variant (probe right, variant wrong) when u < (disc − Δ_s)/2,
     won when u > 1 − (disc + Δ_s)/2, else both agree, and are both right when
