@@ -22,8 +22,9 @@ Public API (what the bench calls)::
         # .explanation (plain language, says when the data cannot tell the margin apart)
 
     plan(margin, power, baseline_acc, discordance=0.10, seed_sd=0.008, eval_items=None,
-         n_seeds=None, confidence=None, *, policy=None, config=None) -> PlanResult
-        # seeds × eval items for a target power; a budget's power and false-PASS rates
+         n_seeds=None, confidence=None, *, policy=None, config=None, item_share=1.0) -> PlanResult
+        # seeds × eval items for a target power; a budget's power and false-PASS rates.
+        # margin=None / confidence=None: from the config's acc_tolerance or the policy.
 
 Every result is a frozen pydantic model; ``.to_json()`` (= ``model_dump(mode="json")``) is
 its one serialisation. Randomness comes only from ``numpy.random.default_rng(seed)``.
