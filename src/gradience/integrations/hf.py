@@ -139,6 +139,8 @@ class GradienceCallback(TrainerCallback):
     def on_train_begin(self, args, state, control, model=None, optimizer=None, **kwargs):  # type: ignore[override]
         self._is_zero = bool(getattr(state, "is_world_process_zero", True))
         self._last_audit, self._audit_ok = None, True
+        if self.audit_every:
+            import gradience.audit  # noqa: F401  (import once here, not inside a timed training step)
         w = self._open(args)
         snap = build_snapshot(args, model, max_steps=state.max_steps, notes=self.notes, **self.labels)
         meta = {
@@ -263,10 +265,13 @@ class GradienceCallback(TrainerCallback):
 
     def _train_side_eval(self, args: Any, state: Any, model: Any, train_dl: Any) -> None:
         w = self._w()
-        assert w is not None
+        if w is None:
+            return
         measured = train_subset_loss(
             model,
-            self.train_eval_dataset or getattr(train_dl, "dataset", None),
+            self.train_eval_dataset
+            if self.train_eval_dataset is not None
+            else getattr(train_dl, "dataset", None),
             train_dl,
             args,
             self.train_eval_samples,
