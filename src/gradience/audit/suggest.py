@@ -67,26 +67,37 @@ def allocate(
     so layers compete by what they actually add to the model. Every layer keeps ≥ min_rank."""
     if (budget_params is None) == (energy is None):
         raise ValueError("give exactly one of budget_params or energy")
-    ranks = {layer.name: min(min_rank, layer.r) for layer in layers}
-    total = float(sum(float((s**2).sum()) for s in spectra))
-    kept = sum(float((s[: ranks[la.name]] ** 2).sum()) for la, s in zip(layers, spectra, strict=True))
-    used = sum(la.params_at(ranks[la.name]) for la in layers)
-    cand = [
-        (-float(s[i] ** 2), j, i)
-        for j, (la, s) in enumerate(zip(layers, spectra, strict=True))
-        for i in range(ranks[la.name], min(la.r, len(s)))
-    ]
-    cand.sort()
-    for neg_e, j, _ in cand:
-        la = layers[j]
-        if energy is not None and total > 0 and kept >= energy * total:
-            break
-        if budget_params is not None and used + la.in_features + la.out_features > budget_params:
-            continue  # costs are per layer, so this layer cannot grow any further: prefix order holds
-        ranks[la.name] += 1
-        used += la.in_features + la.out_features
-        kept += -neg_e
-    return Allocation(ranks, used, kept / total if total > 0 else 1.0)
+    floor = np.array([min(min_rank, la.r) for la in layers], dtype=np.int64)
+    cost = np.array([la.in_features + la.out_features for la in layers], dtype=np.int64)
+    energies = [np.asarray(s, dtype=np.float64)[: la.r] ** 2 for la, s in zip(layers, spectra, strict=True)]
+    total = float(sum(e.sum() for e in energies))
+    kept = float(sum(e[:f].sum() for e, f in zip(energies, floor, strict=True)))
+    used = int((floor * cost).sum())
+    # candidates beyond each layer's floor, largest σ² first; ties keep (layer, index) order so
+    # every layer is taken as a prefix of its own spectrum
+    layer_ix = np.concatenate(
+        [np.full(len(e) - f, j) for j, (e, f) in enumerate(zip(energies, floor, strict=True))]
+    )
+    energy_c = np.concatenate([e[f:] for e, f in zip(energies, floor, strict=True)])
+    order = np.lexsort((layer_ix, -energy_c)) if energy_c.size else np.zeros(0, dtype=np.int64)
+    ranks = floor.copy()
+    if energy is not None:
+        need = energy * total - kept
+        csum = np.cumsum(energy_c[order])
+        n_take = 0 if need <= 0 else min(len(order), int(np.searchsorted(csum, need, side="left")) + 1)
+        taken = order[:n_take]
+        np.add.at(ranks, layer_ix[taken], 1)
+        used += int(cost[layer_ix[taken]].sum())
+        kept += float(energy_c[taken].sum())
+    else:
+        for k in order:  # greedy knapsack: a layer that no longer fits can never fit again
+            j = layer_ix[k]
+            if used + cost[j] <= budget_params:
+                ranks[j] += 1
+                used += int(cost[j])
+                kept += float(energy_c[k])
+    pattern = {la.name: int(r) for la, r in zip(layers, ranks, strict=True)}
+    return Allocation(pattern, used, kept / total if total > 0 else 1.0)
 
 
 # Named rules of other tools, per layer, on σ descending (they are scale invariant).
