@@ -64,6 +64,7 @@ class BenchRun:
     model_path: str
     seeds: list[SeedOutcome]
     skipped_on_resume: list[str]
+    data: Any = None  # the tokenised TaskData every run used
     wall_s: float = 0.0
 
 
@@ -185,8 +186,8 @@ def run_protocol(
     model_path = resolve_model_path(cfg.model.name)
     tr = cfg.train
     # Load and tokenise once up front: bad data fails before any training, and jobs reuse the cache.
-    load_task_data(model_path, cfg.task, tr.train_samples, tr.eval_samples, smoke=opts.smoke,
-                   selection=tr.eval_steps is not None)  # fmt: skip
+    data = load_task_data(model_path, cfg.task, tr.train_samples, tr.eval_samples, smoke=opts.smoke,
+                          selection=tr.eval_steps is not None)  # fmt: skip
     skipped: list[str] = []
     seeds = cfg.compression.seeds
     probe_jobs = [(probe_spec(cfg, s), seed_dir(out_dir, s) / probe_spec(cfg, s).name) for s in seeds]
@@ -211,4 +212,4 @@ def run_protocol(
     by_seed = {o.seed: o for o in outcomes}
     for res in variants:
         by_seed[res.spec.seed].variants[res.spec.variant] = res
-    return BenchRun(cfg, opts, out_dir, model_path, outcomes, skipped)
+    return BenchRun(cfg, opts, out_dir, model_path, outcomes, skipped, data)

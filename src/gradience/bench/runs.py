@@ -245,9 +245,12 @@ def _produce(
 
 def _truncate(src: Path, dst: Path, spec: RunSpec) -> None:
     """SVD-truncate the probe (no retraining); compress keeps the scale and the classifier head."""
-    from gradience.compress import compress_adapter
+    from gradience.compress import CompressionPlan, compress_adapter
 
-    compress_adapter(src, dst, spec.rank_pattern or spec.r)
+    plan = (
+        CompressionPlan(rank_pattern=spec.rank_pattern) if spec.rank_pattern else CompressionPlan(rank=spec.r)
+    )
+    compress_adapter(src, dst, plan)
 
 
 def _now() -> str:

@@ -1,0 +1,292 @@
+"""``bench.json``: the canonical, versioned result of a bench, as pydantic models.
+
+Every optional field has a default (upstream crashed with ``KeyError`` on missing
+ones), and nothing here recomputes a statistic: accuracies come from the runs,
+verdicts from ``gradience.verdicts`` via ``bench.judging``.
+"""
+
+from __future__ import annotations
+
+import platform
+import subprocess
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+REPORT_SCHEMA = "gradience.bench/v1"
+
+
+class ParamReduction(BaseModel):
+    lora_only: float  # 1 − variant LoRA params / probe LoRA params
+    total_trainable: float  # the same with modules_to_save (the classifier head) counted
+
+
+class Verdict(BaseModel):
+    """The policy's point-estimate verdict and the CI-based non-inferiority verdict, side by side."""
+
+    policy: str
+    margin: float
+    point: str  # PASS | FAIL | UNDERTRAINED | NOT_RUN
+    non_inferiority: str  # PASS | FAIL | INCONCLUSIVE | NOT_RUN
+    passed_seeds: int = 0
+    n_seeds: int = 0
+    required_seeds: int = 0
+    worst_delta: float | None = None
+    statement: str = ""
+
+
+class CI(BaseModel):
+    low: float
+    high: float
+    level: float = 0.95
+    method: str = ""
+
+
+class SeedRun(BaseModel):
+    seed: int
+    run: str  # folder under seed_<s>/
+    status: str  # ok | skipped_control | not_run
+    rank: int | None = None
+    rank_pattern: dict[str, int] | None = None
+    params: int | None = None
+    trainable_params: int | None = None
+    accuracy: float | None = None
+    validation_accuracy: float | None = None
+    delta_vs_probe: float | None = None
+    mcnemar_p: float | None = None
+    ci: CI | None = None
+
+
+class VariantReport(BaseModel):
+    method: str  # train | truncate
+    status: str  # ok | skipped_control | not_run
+    rank: int | None = None  # when uniform and equal across seeds
+    rank_pattern: dict[str, int] | None = None  # when per-layer (first seed's; per seed below)
+    params: float | None = None  # LoRA-only, mean over seeds
+    trainable_params: float | None = None
+    accuracy: float | None = None
+    validation_accuracy: float | None = None
+    delta_vs_probe: float | None = None  # mean over seeds
+    ci: CI | None = None  # crossed items×seeds CI of the mean Δ
+    param_reduction: ParamReduction | None = None
+    verdict: Verdict
+    per_seed: list[SeedRun] = Field(default_factory=list)
+    note: str = ""
+
+
+class ProbeReport(BaseModel):
+    rank: int
+    alpha: float
+    params: int
+    trainable_params: int
+    accuracy: float  # mean over seeds, on the verdict split
+    validation_accuracy: float | None = None
+    utilization_mean: float
+    energy_rank_90_p50: float
+    energy_rank_90_p90: float
+    suggestions: dict[str, Any]
+    gate: dict[str, Any]
+    per_seed: list[SeedRun] = Field(default_factory=list)
+
+
+class Summary(BaseModel):
+    validated: str  # "k/n": variants passing the policy / variants evaluated
+    best_compression: str | None = None
+    validation_level: str
+    undertrained_seeds: list[int] = Field(default_factory=list)
+    smoke: bool = False
+    recommendation: str = ""
+
+
+class BenchReport(BaseModel):
+    schema_: str = Field(REPORT_SCHEMA, alias="schema")
+    bench_version: str
+    timestamp: str
+    git_commit: str | None = None
+    env: dict[str, str]
+    model: dict[str, Any]
+    task: dict[str, Any]
+    protocol: dict[str, Any]
+    probe: ProbeReport
+    compressed: dict[str, VariantReport]
+    summary: Summary
+
+    model_config = {"populate_by_name": True}
+
+    def to_json(self) -> dict[str, Any]:
+        return self.model_dump(mode="json", by_alias=True)
+
+
+def now_iso() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def git_commit() -> str | None:
+    """The source tree's commit, if the package runs from a git checkout."""
+    try:
+        out = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=Path(__file__).parent, capture_output=True, text=True, timeout=5
+        )
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return out.stdout.strip() or None if out.returncode == 0 else None
+
+
+def env_versions(device: str) -> dict[str, str]:
+    from importlib.metadata import PackageNotFoundError, version
+
+    env = {"python": platform.python_version(), "platform": platform.platform(), "device": device}
+    for pkg in ("gradience", "torch", "transformers", "peft", "datasets", "numpy"):
+        try:
+            env[pkg] = version(pkg)
+        except PackageNotFoundError:
+            env[pkg] = "not installed"
+    import torch
+
+    env["torch_threads"] = str(torch.get_num_threads())
+    return env
+
+
+def validation_level(n_seeds: int, steps: int) -> str:
+    """SPEC §5: certifiable needs ≥ 3 seeds and ≥ 500 steps."""
+    if n_seeds == 1:
+        return "screening"
+    return "certifiable" if n_seeds >= 3 and steps >= 500 else "screening_plus"
+
+
+CONTROLS = frozenset({"per_layer_shuffled"})  # answer "does placement matter?", never recommended
+
+
+def _mean(xs: list[float]) -> float | None:
+    return sum(xs) / len(xs) if xs else None
+
+
+def _probe_report(run: Any) -> ProbeReport:
+    cfg = run.cfg
+    first = run.seeds[0]
+    summaries = [(o.audit or {}).get("summary", {}) for o in run.seeds]
+
+    def audit_mean(key: str) -> float:  # over seeds: each seed's probe has its own spectrum
+        return _mean([float(x[key]) for x in summaries if key in x]) or 0.0
+
+    per_seed = [
+        SeedRun(
+            seed=o.seed, run=o.probe.spec.name, status="ok", rank=cfg.lora.probe_r, params=o.probe.lora_params,
+            trainable_params=o.probe.trainable_params, accuracy=o.probe.eval["eval"].accuracy,
+            validation_accuracy=o.probe.eval["beside"].accuracy if "beside" in o.probe.eval else None,
+        )
+        for o in run.seeds
+    ]  # fmt: skip
+    vals = [p.validation_accuracy for p in per_seed if p.validation_accuracy is not None]
+    return ProbeReport(
+        rank=cfg.lora.probe_r, alpha=cfg.lora.alpha, params=first.probe.lora_params or 0,
+        trainable_params=first.probe.trainable_params or 0,
+        accuracy=_mean([p.accuracy for p in per_seed if p.accuracy is not None]) or 0.0,
+        validation_accuracy=_mean(vals), utilization_mean=audit_mean("utilization_mean"),
+        energy_rank_90_p50=audit_mean("energy_rank_90_p50"), energy_rank_90_p90=audit_mean("energy_rank_90_p90"),
+        suggestions={str(o.seed): _suggestions(o.audit or {}) for o in run.seeds},
+        gate={"threshold": cfg.compression.probe_gate, "by_seed": {str(o.seed): o.gate for o in run.seeds}},
+        per_seed=per_seed,
+    )  # fmt: skip
+
+
+def _suggestions(audit: dict[str, Any]) -> dict[str, Any]:
+    sugg = audit.get("suggestions", {})
+    return {
+        "uniform_median": sugg.get("uniform_median", {}).get("rank"),
+        "uniform_p90": sugg.get("uniform_p90", {}).get("rank"),
+        "per_layer": sugg.get("per_layer", {}).get("rank_pattern"),
+    }
+
+
+def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
+    probe_params = run.seeds[0].probe.lora_params or 0
+    probe_total = run.seeds[0].probe.trainable_params or 0
+    per_seed: list[SeedRun] = []
+    method = "truncate" if name.startswith("truncate") else "train"
+    note = ""
+    for o in run.seeds:
+        res = o.variants.get(name)
+        if res is None:
+            per_seed.append(SeedRun(seed=o.seed, run="", status="not_run"))
+            continue
+        spec = res.spec
+        note = note or spec.note
+        same = res.status == "skipped_control"
+        src = o.probe if same else res
+        sj = judged.per_seed.get(o.seed) if judged else None
+        per_seed.append(SeedRun(
+            seed=o.seed, run=spec.name, status=res.status,
+            rank=None if spec.rank_pattern else spec.r, rank_pattern=spec.rank_pattern or None,
+            params=src.lora_params, trainable_params=src.trainable_params, accuracy=src.eval["eval"].accuracy,
+            validation_accuracy=src.eval["beside"].accuracy if "beside" in src.eval else None,
+            delta_vs_probe=src.eval["eval"].accuracy - o.probe.eval["eval"].accuracy,
+            mcnemar_p=sj.mcnemar_p if sj else None, ci=sj.ci if sj else None,
+        ))  # fmt: skip
+    done = [p for p in per_seed if p.status != "not_run"]
+    statuses = {p.status for p in done}
+    status = "not_run" if not done else ("skipped_control" if statuses == {"skipped_control"} else "ok")
+    ranks = {p.rank for p in done}
+    params = _mean([float(p.params) for p in done if p.params is not None])
+    total = _mean([float(p.trainable_params) for p in done if p.trainable_params is not None])
+    reduction = None
+    if params is not None and total is not None and probe_params and probe_total:
+        reduction = ParamReduction(
+            lora_only=1 - params / probe_params, total_trainable=1 - total / probe_total
+        )
+    vals = [p.validation_accuracy for p in done if p.validation_accuracy is not None]
+    return VariantReport(
+        method=method, status=status, rank=ranks.pop() if len(ranks) == 1 else None,
+        rank_pattern=next((p.rank_pattern for p in done if p.rank_pattern), None), params=params,
+        trainable_params=total, accuracy=_mean([p.accuracy for p in done if p.accuracy is not None]),
+        validation_accuracy=_mean(vals),
+        delta_vs_probe=_mean([p.delta_vs_probe for p in done if p.delta_vs_probe is not None]),
+        ci=judged.ci if judged else None, param_reduction=reduction,
+        verdict=judged.verdict if judged else _not_judged(run, status), per_seed=per_seed, note=note,
+    )  # fmt: skip
+
+
+def _not_judged(run: Any, status: str) -> Verdict:
+    label = {"skipped_control": "SKIPPED", "not_run": "NOT_RUN"}.get(status, "NOT_RUN")
+    return Verdict(policy=run.cfg.compression.policy, margin=0.0, point=label, non_inferiority=label)
+
+
+def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
+    """Assemble bench.json from the runs and the verdicts; the recommendation is added by the caller."""
+    from gradience.bench.tasks import SPLIT_SEED
+
+    cfg = run.cfg
+    compressed = {v: _variant_report(run, v, judged.get(v)) for v in cfg.compression.variants_to_test}
+    candidates = {n: v for n, v in compressed.items() if n not in CONTROLS and v.status == "ok"}
+    passing = {n: v for n, v in candidates.items() if v.verdict.point == "PASS" and v.param_reduction}
+    best = max(
+        passing, key=lambda n: (passing[n].param_reduction.lora_only, passing[n].accuracy or 0), default=None
+    )  # type: ignore[union-attr]
+    margin = next((j.verdict.margin for j in judged.values()), cfg.compression.acc_tolerance)
+    t = cfg.task
+    return BenchReport(
+        bench_version=cfg.bench_version, timestamp=now_iso(), git_commit=git_commit(),
+        env=env_versions(cfg.runtime.device), model={"name": cfg.model.name, "path": run.model_path},
+        task={
+            "name": f"{t.dataset}/{t.subset}" if t.subset else t.dataset, "source": data.source,
+            "text_fields": t.text_fields, "label_field": t.label_field, "metric": t.metric,
+            "eval_split": data.eval.name, "eval_items": len(data.eval),
+            "beside_items": len(data.beside) if data.beside else 0, "train_items": len(data.train),
+            "heldout_split_seed": SPLIT_SEED,
+        },
+        protocol={
+            "seeds": cfg.compression.seeds, "max_steps": cfg.train.max_steps, "lr": cfg.train.lr,
+            "batch_size": cfg.train.per_device_train_batch_size, "policy": cfg.compression.policy,
+            "margin": margin, "probe_gate": cfg.compression.probe_gate, "smoke": run.opts.smoke,
+            "variants_to_test": list(cfg.compression.variants_to_test), "device": cfg.runtime.device,
+            "use_rslora": cfg.lora.use_rslora, "target_modules": cfg.lora.target_modules,
+        },
+        probe=_probe_report(run), compressed=compressed,
+        summary=Summary(
+            validated=f"{len(passing)}/{len(candidates)}", best_compression=best,
+            validation_level=validation_level(len(cfg.compression.seeds), cfg.train.max_steps),
+            undertrained_seeds=[o.seed for o in run.seeds if o.gate != "PASSED"], smoke=run.opts.smoke,
+        ),
+    )  # fmt: skip

