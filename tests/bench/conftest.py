@@ -15,6 +15,17 @@ SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-ss
 TARGETS = ["query", "key", "value", "attention.output.dense"]
 
 
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """Tiny models gain nothing from a second thread, and on a shared 2-core box it spins."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
 @pytest.fixture(scope="session")
 def sst2_dir() -> Path:
     if not (SST2 / "train.tsv").is_file():
@@ -41,7 +52,7 @@ def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return out
 
 
-@pytest.fixture()
+@pytest.fixture(scope="session")
 def make_config() -> Callable[..., dict[str, Any]]:
     return tiny_config
 
@@ -52,7 +63,7 @@ def tiny_config(model_dir: Path, data_dir: Path, **sections: dict[str, Any]) -> 
         "bench_version": "0.2",
         "model": {"name": str(model_dir)},
         "task": {"data_dir": str(data_dir)},
-        "train": {"max_steps": 30, "lr": 3e-3, "per_device_train_batch_size": 16, "train_samples": 320,
+        "train": {"max_steps": 30, "lr": 1e-2, "per_device_train_batch_size": 16, "train_samples": 320,
                   "eval_samples": 120, "per_device_eval_batch_size": 64},
         "lora": {"probe_r": 8, "alpha": 16, "dropout": 0.0, "target_modules": TARGETS},
         "compression": {"seeds": [7], "probe_gate": 0.0, "allowed_ranks": [1, 2, 4, 8]},

