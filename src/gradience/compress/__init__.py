@@ -9,8 +9,9 @@ Public API:
     CompressError                            (bad plan or input; CLI exit 2)
 """
 
-from gradience.compress.core import compress_adapter, truncate_factors
+from gradience.compress.core import compress_adapter
 from gradience.compress.errors import CompressError
+from gradience.compress.factors import truncate_factors
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.render import render_compress
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression

@@ -1,16 +1,12 @@
-"""compress_adapter: truncated SVD of every LoRA layer from its r×r core, into a new PEFT adapter.
+"""compress_adapter: truncated SVD of every LoRA layer from its r×r cores, into a new PEFT adapter.
 
-Two streamed passes over the input, one layer in memory at a time: the audit (exact spectra
-from r×r Gram cores) decides the ranks; then each layer that needs truncation gets its thin SVD
-from QR of both factors and an r×r core (`factored_svd`) — B·A is never formed — and the new
-factors go straight into a streaming safetensors writer. Layers kept at their rank, and every
-tensor that is not a LoRA factor pair, are copied byte for byte.
-
-Factor split: B' = U_k·√Σ_k and A' = √Σ_k·V_kᵀ (balanced), not U_k·Σ_k / V_kᵀ. Both give the same
-B'·A' in exact arithmetic; balanced factors have equal norms (‖B'‖_F² = ‖A'‖_F² = Σσ_i), so in
-fp16/bf16 neither side drifts toward subnormals or overflow when σ is very small or large, the
-storage rounding error is bounded by ≈2u·‖ΔW_k‖_* instead of 2u·√k·‖ΔW_k‖_F, and a balanced pair
-is the fixed point of gradient flow (AAᵀ = BᵀB) should the adapter be trained further.
+Two streamed passes over the input, one layer in memory at a time. Pass 1 takes each layer's
+Gram cores (A·Aᵀ, Bᵀ·B; r×r, float64, the audit's `gram_cores`) and its exact spectrum from
+them (the audit's `spectrum_from_grams`); the cores are kept (2·r² floats per layer) and the ranks
+are decided. Pass 2 re-reads only the layers that need truncation and builds their factors from
+the kept cores (see `factors.py`) — B·A is never formed — straight into a streaming safetensors
+writer. Layers kept at their rank, and every tensor that is not a LoRA factor pair, are copied
+byte for byte.
 """
 
 from __future__ import annotations
@@ -19,13 +15,16 @@ import json
 import os
 import shutil
 import uuid
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from gradience.audit import Adapter, AuditReport, LayerSpec, audit_adapter, factored_svd, open_adapter
+from gradience.audit import Adapter, LayerShape, LayerSpec, audit_adapter, module_type, open_adapter
+from gradience.audit.spectra import gram_cores, spectrum_from_grams
 from gradience.compress.errors import CompressError
+from gradience.compress.factors import truncate_factors
 from gradience.compress.peft_config import LayerTarget, build_config, exact_alpha
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
@@ -41,17 +40,6 @@ DORA_REFUSAL = (
     "and the result is not the rank-k truncation of the DoRA update (that needs the base weights W, "
     "which an adapter folder does not have). Merge the DoRA adapter, or compress a plain LoRA adapter"
 )
-
-
-def truncate_factors(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Rank-k factors (A' k×in, B' out×k) of the best rank-k approximation of B·A, in float64."""
-    u, s, v = factored_svd(a, b)
-    root = s[:k].clamp_min(0).sqrt()
-    a2, b2 = (v[:, :k] * root).T, u[:, :k] * root
-    if a2.shape[0] < k:  # r > min(in, out): B·A has rank < k, the missing directions are zero
-        a2 = torch.cat([a2, a2.new_zeros(k - a2.shape[0], a2.shape[1])])
-        b2 = torch.cat([b2, b2.new_zeros(b2.shape[0], k - b2.shape[1])], dim=1)
-    return a2.contiguous(), b2.contiguous()
 
 
 def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
@@ -79,20 +67,32 @@ def _tensor_meta(adapter: Adapter) -> dict[str, tuple[str, tuple[int, ...]]]:
     return meta
 
 
-def _validate(audit: AuditReport) -> None:
-    bad = [i.layer for i in audit.issues if i.code == "non_finite"]
-    if bad:
-        raise CompressError(f"layer {bad[0]} has NaN/Inf in its LoRA factors; it cannot be truncated")
+@dataclass
+class _Scanned:
+    """Pass 1's result for one layer: σ of s·B·A and the r×r Gram cores it came from."""
+
+    spec: LayerSpec
+    sigma: np.ndarray
+    cores: tuple[np.ndarray, np.ndarray]
 
 
-def _layer_row(
-    spec: LayerSpec, sigma: np.ndarray, k: int, alpha: float, new_params: int, mtype: str
-) -> LayerCompression:
+def _scan(adapter: Adapter) -> list[_Scanned]:
+    out = []
+    for spec, a, b in adapter.iter_factors():
+        cores = gram_cores(a, b)
+        if not cores.finite:
+            raise CompressError(f"layer {spec.name} has NaN/Inf in its LoRA factors; it cannot be truncated")
+        sigma = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)  # = the audit's lora_spectrum
+        out.append(_Scanned(spec, sigma, (cores.ga, cores.gb)))
+    return out
+
+
+def _layer_row(spec: LayerSpec, sigma: np.ndarray, k: int, alpha: float, new_params: int) -> LayerCompression:
     e = sigma.astype("float64") ** 2
     total, kept = float(e.sum()), float(e[:k].sum())
     return LayerCompression(
         name=spec.name,
-        module_type=mtype,
+        module_type=module_type(spec.name),
         kind=spec.kind,
         old_rank=spec.r,
         new_rank=k,
@@ -122,9 +122,14 @@ def compress_adapter(
     adapter = open_adapter(src)
     if adapter.config.use_dora or any(la.magnitude_key for la in adapter.layers):
         raise CompressError(DORA_REFUSAL)
-    audit = audit_adapter(src, allowed_ranks=plan.allowed_ranks, per_layer_margin=plan.per_layer_margin)
-    _validate(audit)
-    ranks = choose_ranks(plan, audit)
+    scanned = _scan(adapter)
+    shapes = [LayerShape(la.name, la.r, la.in_features, la.out_features) for la in adapter.layers]
+
+    def audit_suggestion() -> dict[str, int]:
+        audit = audit_adapter(src, allowed_ranks=plan.allowed_ranks, per_layer_margin=plan.per_layer_margin)
+        return dict(audit.suggestions.per_layer.rank_pattern or {})
+
+    ranks = choose_ranks(plan, shapes, [sc.sigma for sc in scanned], audit_suggestion)
     rslora = bool(adapter.config.use_rslora)
     targets = [
         LayerTarget(
@@ -140,7 +145,7 @@ def compress_adapter(
     tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
     tmp.mkdir()
     try:
-        rows, carried, dtypes = _write_weights(adapter, audit, targets, tmp / WEIGHTS_NAME)
+        rows, carried, dtypes = _write_weights(adapter, scanned, targets, tmp / WEIGHTS_NAME)
         report = _report(src, dst, plan, adapter, rows, carried, dtypes, config)
         _write_json(tmp / CONFIG_NAME, config)
         _write_json(tmp / REPORT_NAME, report.to_json())
@@ -155,7 +160,7 @@ _TORCH_DTYPES = {code: dt for dt, code in DTYPE_CODES.items()}
 
 
 def _write_weights(
-    adapter: Adapter, audit: AuditReport, targets: list[LayerTarget], path: Path
+    adapter: Adapter, scanned: list[_Scanned], targets: list[LayerTarget], path: Path
 ) -> tuple[list[LayerCompression], list[str], list[str]]:
     """Stream every tensor, in the input's order, into `path`; truncated pairs are computed when
     their first factor comes up and dropped once both are written."""
@@ -175,6 +180,7 @@ def _write_weights(
         entries.append((key, dtype, shape))
     shapes = {key: shape for key, _, shape in entries}
     metadata = _metadata(adapter)
+    cores = {sc.spec.name: sc.cores for sc in scanned}
     pending: dict[str, dict[str, torch.Tensor]] = {}
     with SafetensorsStreamWriter(path, entries, metadata) as writer:
         for key, _, _ in entries:
@@ -184,7 +190,7 @@ def _write_weights(
                 continue
             if la.name not in pending:
                 a, b = adapter.factors(la)
-                a2, b2 = truncate_factors(a, b, new_rank[la.name])
+                a2, b2 = truncate_factors(a, b, new_rank[la.name], cores[la.name])
                 pending[la.name] = {
                     la.a_key: a2.to(_TORCH_DTYPES[meta[la.a_key][0]]).reshape(shapes[la.a_key]),
                     la.b_key: b2.to(_TORCH_DTYPES[meta[la.b_key][0]]).reshape(shapes[la.b_key]),
@@ -192,13 +198,12 @@ def _write_weights(
             writer.write(key, pending[la.name].pop(key))
             if not pending[la.name]:
                 del pending[la.name]
-    sigma = {la.name: (la.sigma, la.module_type) for la in audit.layers}
     alpha = {t.name: t.alpha for t in targets}
     rows = []
-    for la in adapter.layers:
+    for sc in scanned:
+        la = sc.spec
         new_params = _numel(shapes[la.a_key]) + _numel(shapes[la.b_key])
-        s, mtype = sigma[la.name]
-        rows.append(_layer_row(la, s, new_rank[la.name], alpha[la.name], new_params, mtype))
+        rows.append(_layer_row(la, sc.sigma, new_rank[la.name], alpha[la.name], new_params))
     return rows, list(adapter.other_keys), sorted({dtype for _, dtype, _ in entries})
 
 

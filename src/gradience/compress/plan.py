@@ -8,12 +8,13 @@ what they add to the model. `allowed_ranks` restricts only the strategies that c
 from __future__ import annotations
 
 import heapq
+from collections.abc import Callable
 from typing import Literal
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from gradience.audit import AuditReport, LayerShape, allocate, energy_rank, pattern_key, snap_rank
+from gradience.audit import LayerShape, allocate, energy_rank, pattern_key, snap_rank
 from gradience.compress.errors import CompressError
 
 Strategy = Literal["rank", "energy", "budget_params", "budget_ratio", "from_audit", "rank_pattern"]
@@ -88,37 +89,39 @@ class CompressionPlan(BaseModel):
                 raise CompressError(f"rank_pattern[{key!r}] must be ≥ 1, got {k}")
 
 
-def _shapes(report: AuditReport) -> list[LayerShape]:
-    return [LayerShape(la.name, la.r, la.in_features, la.out_features) for la in report.layers]
-
-
-def choose_ranks(plan: CompressionPlan, report: AuditReport) -> dict[str, int]:
-    """The new rank of every layer (≤ its current r) under the plan, from the audit's spectra."""
+def choose_ranks(
+    plan: CompressionPlan,
+    shapes: list[LayerShape],
+    spectra: list[np.ndarray],
+    audit_suggestion: Callable[[], dict[str, int]],
+) -> dict[str, int]:
+    """The new rank of every layer (≤ its current r) under the plan. `spectra` are σ of each
+    layer's scaled update s·B·A; `audit_suggestion` gives the audit's per-layer rank_pattern
+    (called only for `from_audit`, so other strategies need no second audit pass)."""
     strategy = plan.strategy
-    layers = report.layers
     allowed = sorted(set(plan.allowed_ranks)) if plan.allowed_ranks else None
     if strategy == "rank":
-        return {la.name: min(int(plan.rank or 1), la.r) for la in layers}
+        return {la.name: min(int(plan.rank or 1), la.r) for la in shapes}
     if strategy == "energy":
         ranks = {}
-        for la in layers:
-            need = max(1, energy_rank(la.sigma, float(plan.energy or 1.0)))
+        for la, sigma in zip(shapes, spectra, strict=True):
+            need = max(1, energy_rank(sigma, float(plan.energy or 1.0)))
             ranks[la.name] = snap_rank(need, allowed, la.r) if allowed else min(need, la.r)
         return ranks
     if strategy == "from_audit":
-        pattern = report.suggestions.per_layer.rank_pattern or {}
-        return {la.name: int(pattern[la.name]) for la in layers}
+        pattern = audit_suggestion()
+        return {la.name: int(pattern[la.name]) for la in shapes}
     if strategy == "rank_pattern":
-        return _explicit(plan.rank_pattern or {}, report)
-    total = report.summary.total_lora_params
-    budget = int(plan.budget_params) if strategy == "budget_params" else int(plan.budget_ratio * total)
-    return _budget(report, budget, allowed)
+        return _explicit(plan.rank_pattern or {}, shapes)
+    total = sum(la.params_at(la.r) for la in shapes)
+    budget = int(plan.budget_params) if strategy == "budget_params" else int(float(plan.budget_ratio) * total)
+    return _budget(shapes, spectra, budget, allowed)
 
 
-def _explicit(pattern: dict[str, int], report: AuditReport) -> dict[str, int]:
+def _explicit(pattern: dict[str, int], shapes: list[LayerShape]) -> dict[str, int]:
     keys = list(pattern)
     ranks, used = {}, set()
-    for la in report.layers:
+    for la in shapes:
         key = pattern_key(keys, la.name)
         if key is None:
             ranks[la.name] = la.r
@@ -134,9 +137,9 @@ def _explicit(pattern: dict[str, int], report: AuditReport) -> dict[str, int]:
     return ranks
 
 
-def _budget(report: AuditReport, budget: int, allowed: list[int] | None) -> dict[str, int]:
-    shapes = _shapes(report)
-    spectra = report.spectra()
+def _budget(
+    shapes: list[LayerShape], spectra: list[np.ndarray], budget: int, allowed: list[int] | None
+) -> dict[str, int]:
     if allowed is None:
         ranks = allocate(shapes, spectra, budget_params=budget).rank_pattern
     else:
