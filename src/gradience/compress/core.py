@@ -77,13 +77,21 @@ class _Scanned:
 
 
 def _scan(adapter: Adapter) -> list[_Scanned]:
-    out = []
-    for spec, a, b in adapter.iter_factors():
+    """Pass 1. The kept cores and spectra are allocated before any factor is read: small arrays
+    allocated between the large per-layer temporaries would pin glibc's heap and make the peak
+    memory grow with the number of layers (measured: 115 MB instead of ~20 MB at 8 layers)."""
+    out = [
+        _Scanned(spec, np.empty(spec.r), (np.empty((spec.r, spec.r)), np.empty((spec.r, spec.r))))
+        for spec in adapter.layers
+    ]
+    for sc, (spec, a, b) in zip(out, adapter.iter_factors(), strict=True):
         cores = gram_cores(a, b)
+        del a, b
         if not cores.finite:
             raise CompressError(f"layer {spec.name} has NaN/Inf in its LoRA factors; it cannot be truncated")
-        sigma = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)  # = the audit's lora_spectrum
-        out.append(_Scanned(spec, sigma, (cores.ga, cores.gb)))
+        sc.cores[0][...] = cores.ga
+        sc.cores[1][...] = cores.gb
+        sc.sigma[...] = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)  # the audit's lora_spectrum
     return out
 
 
