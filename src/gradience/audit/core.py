@@ -21,7 +21,7 @@ from gradience.audit.report import (
     Suggestions,
     TypeSummary,
 )
-from gradience.audit.spectra import gram_cores, spectrum_from_grams
+from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
 from gradience.audit.suggest import (
     NAMED_RULES,
     LayerShape,
@@ -39,11 +39,16 @@ def _version() -> str:
 
 
 def audit_layer(
-    spec: LayerSpec, a: torch.Tensor, b: torch.Tensor, magnitude: torch.Tensor | None = None, top_k: int = 0
+    spec: LayerSpec,
+    a: torch.Tensor,
+    b: torch.Tensor,
+    magnitude: torch.Tensor | None = None,
+    top_k: int = 0,
+    ws: Workspace | None = None,
 ) -> tuple[LayerAudit, list[AuditIssue]]:
     """Metrics of one layer from its factors; suspicious values become issues, not exceptions."""
     issues: list[AuditIssue] = []
-    cores = gram_cores(a, b)
+    cores = gram_cores(a, b, ws)
     finite = cores.finite
     untrained = finite and cores.b_is_zero
     if not finite:
@@ -239,7 +244,8 @@ def audit_adapter(
     adapter = open_adapter(peft_dir, adapter_config, weights)
 
     def stream() -> Iterable[tuple[LayerAudit, list[AuditIssue]]]:
-        items = adapter.iter_factors()
+        items = adapter.iter_factors(reuse_buffers=True)
+        ws = Workspace()
         if progress:
             from rich.console import Console
             from rich.progress import track
@@ -249,7 +255,7 @@ def audit_adapter(
             )
         for spec, a, b in items:
             mag = adapter.tensor(spec.magnitude_key) if spec.magnitude_key else None
-            yield audit_layer(spec, a, b, mag, top_singular_values)
+            yield audit_layer(spec, a, b, mag, top_singular_values, ws)
 
     cfg = adapter.config
     info = {

@@ -92,6 +92,7 @@ class _Store:
             raise AdapterError(f"empty weights file: {path}")
         self._sd: dict[str, torch.Tensor] | None = None
         self._meta: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
+        self._scratch = torch.empty(0, dtype=torch.uint8)
         if path.suffix == ".safetensors":
             self._index_safetensors()
         else:
@@ -139,14 +140,24 @@ class _Store:
     def numel(self, key: str) -> int:
         return math.prod(self.shape(key))
 
-    def get_many(self, keys: list[str]) -> list[torch.Tensor]:
+    def get_many(self, keys: list[str], scratch: bool = False) -> list[torch.Tensor]:
+        """Fresh tensors; with scratch=True, views into one reusable buffer (valid until the next
+        call) — a streaming pass then allocates nothing per layer, so the heap cannot fragment."""
         if self._sd is not None:
             return [self._sd[k] for k in keys]
         out = []
+        if scratch:
+            spans = [(self._meta[k][3] + 7) // 8 * 8 for k in keys]  # 8-byte aligned slots
+            if self._scratch.numel() < sum(spans):
+                self._scratch = torch.empty(sum(spans), dtype=torch.uint8)
+            starts = [sum(spans[:i]) for i in range(len(keys))]
         with open(self.path, "rb", buffering=0) as fh:
-            for key in keys:
+            for i, key in enumerate(keys):
                 dtype, shape, offset, nbytes = self._meta[key]
-                t = torch.empty(shape, dtype=dtype)
+                if scratch:
+                    t = self._scratch[starts[i] : starts[i] + nbytes].view(dtype).view(shape)
+                else:
+                    t = torch.empty(shape, dtype=dtype)
                 view = memoryview(t.view(torch.uint8).numpy()).cast("B") if nbytes else memoryview(b"")
                 if nbytes and os.preadv(fh.fileno(), [view], offset) != nbytes:
                     raise AdapterError(f"truncated tensor {key!r} in {self.path}")
@@ -182,15 +193,18 @@ class Adapter:
         assert self._store is not None
         return self._store.get(key)
 
-    def factors(self, layer: LayerSpec) -> tuple[torch.Tensor, torch.Tensor]:
+    def factors(self, layer: LayerSpec, scratch: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
         """(A, B) as matrices with ΔW = scale·B·A, A (r×in), B (out×r); conv kernels are flattened."""
         assert self._store is not None
-        a, b = self._store.get_many([layer.a_key, layer.b_key])
+        a, b = self._store.get_many([layer.a_key, layer.b_key], scratch=scratch)
         return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
 
-    def iter_factors(self) -> Iterator[tuple[LayerSpec, torch.Tensor, torch.Tensor]]:
+    def iter_factors(
+        self, reuse_buffers: bool = False
+    ) -> Iterator[tuple[LayerSpec, torch.Tensor, torch.Tensor]]:
+        """Each layer's (spec, A, B). With reuse_buffers, A and B are only valid until the next step."""
         for layer in self.layers:
-            a, b = self.factors(layer)
+            a, b = self.factors(layer, scratch=reuse_buffers)
             yield layer, a, b
 
 

@@ -51,9 +51,26 @@ class Cores:
         return not np.diag(self.gb).any()
 
 
-def gram_cores(a: torch.Tensor, b: torch.Tensor) -> Cores:
+class Workspace:
+    """One reusable float64 buffer for a streaming pass: casting every layer into fresh memory
+    makes glibc raise its mmap threshold and fragment the heap, so peak RSS creeps up with the
+    number of layers; reusing one buffer keeps it flat."""
+
+    def __init__(self) -> None:
+        self._buf = torch.empty(0, dtype=torch.float64)
+
+    def f64(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        na, nb = a.numel(), b.numel()
+        if self._buf.numel() < na + nb:
+            self._buf = torch.empty(na + nb, dtype=torch.float64)
+        a64 = self._buf[:na].view(a.shape).copy_(a.detach())
+        b64 = self._buf[na : na + nb].view(b.shape).copy_(b.detach())
+        return a64, b64
+
+
+def gram_cores(a: torch.Tensor, b: torch.Tensor, ws: Workspace | None = None) -> Cores:
     """G_A = A·Aᵀ and G_B = Bᵀ·B in float64; A is (r×in), B is (out×r)."""
-    a64, b64 = _f64(a), _f64(b)
+    a64, b64 = ws.f64(a, b) if ws is not None and a.device.type == "cpu" else (_f64(a), _f64(b))
     return Cores((a64 @ a64.T).numpy(), (b64.T @ b64).numpy())
 
 
