@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from gradience.audit import Adapter, LayerShape, LayerSpec, audit_adapter, module_type, open_adapter
-from gradience.audit.spectra import gram_cores, spectrum_from_grams
+from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
 from gradience.compress.errors import CompressError
 from gradience.compress.factors import truncate_factors
 from gradience.compress.peft_config import LayerTarget, build_config, exact_alpha
@@ -84,8 +84,9 @@ def _scan(adapter: Adapter) -> list[_Scanned]:
         _Scanned(spec, np.empty(spec.r), (np.empty((spec.r, spec.r)), np.empty((spec.r, spec.r))))
         for spec in adapter.layers
     ]
+    ws = Workspace()  # one reused float64 buffer: no per-layer allocation churn
     for sc, (spec, a, b) in zip(out, adapter.iter_factors(), strict=True):
-        cores = gram_cores(a, b)
+        cores = gram_cores(a, b, ws)
         del a, b
         if not cores.finite:
             raise CompressError(f"layer {spec.name} has NaN/Inf in its LoRA factors; it cannot be truncated")
@@ -189,6 +190,7 @@ def _write_weights(
     shapes = {key: shape for key, _, shape in entries}
     metadata = _metadata(adapter)
     cores = {sc.spec.name: sc.cores for sc in scanned}
+    ws = Workspace()
     pending: dict[str, dict[str, torch.Tensor]] = {}
     with SafetensorsStreamWriter(path, entries, metadata) as writer:
         for key, _, _ in entries:
@@ -197,8 +199,8 @@ def _write_weights(
                 writer.write(key, adapter.tensor(key))
                 continue
             if la.name not in pending:
-                a, b = adapter.factors(la)
-                a2, b2 = truncate_factors(a, b, new_rank[la.name], cores[la.name])
+                a64, b64 = ws.f64(*adapter.factors(la))
+                a2, b2 = truncate_factors(a64, b64, new_rank[la.name], cores[la.name])
                 pending[la.name] = {
                     la.a_key: a2.to(_TORCH_DTYPES[meta[la.a_key][0]]).reshape(shapes[la.a_key]),
                     la.b_key: b2.to(_TORCH_DTYPES[meta[la.b_key][0]]).reshape(shapes[la.b_key]),
