@@ -33,7 +33,7 @@ def test_builtin_configs_load_and_validate() -> None:
         assert cfg.lora.probe_r in cfg.compression.allowed_ranks
         assert set(cfg.compression.variants_to_test) == set(ALL_VARIANTS)
     cert = load_config("minilm_sst2_certify")
-    assert len(cert.compression.seeds) == 3 and cert.lora.probe_r == 32 and cert.train.max_steps == 500
+    assert len(cert.seeds) == 3 and cert.lora.probe_r == 32 and cert.train.max_steps == 500
     assert cert.train.train_samples == 2000 and cert.train.eval_samples == 2000
     assert cert.task.eval_split == "heldout"
 
@@ -95,7 +95,11 @@ def test_smoke_and_flag_overrides(tmp_path: Path, make_config) -> None:
     cfg = parse_config(make_config(tmp_path, tmp_path))
     eff = apply_overrides(cfg, smoke=True, seeds=[1, 2], device="cpu", data_dir="/elsewhere")
     assert eff.train.max_steps == 10 and eff.train.train_samples == 160 and eff.train.eval_samples == 64
-    assert eff.compression.seeds == [1, 2] and eff.task.data_dir == "/elsewhere"
+    assert eff.seeds == [1, 2] and eff.task.data_dir == "/elsewhere"
+    data = make_config(tmp_path, tmp_path)
+    del data["compression"]["seeds"]
+    data["train"]["seed"] = 5
+    assert parse_config(data).seeds == [5]  # no compression.seeds: one seed, train.seed
     assert cfg.train.max_steps == 30  # the loaded config is not mutated
     assert parse_seeds("42, 123 456") == [42, 123, 456]
     with pytest.raises(BenchInputError, match="--seeds"):

@@ -132,6 +132,8 @@ def test_ci_exit_2_when_the_probe_is_undertrained(finished: dict[str, Any], tmp_
 def test_smoke_marks_undertrained_but_runs_variants(finished: dict[str, Any], tmp_path: Path) -> None:
     cfg = yaml.safe_load(finished["cfg"].read_text())
     cfg["compression"].update(probe_gate=0.99, variants_to_test=["uniform_median", "truncate_median"])
+    cfg["train"]["eval_steps"] = 5  # monitoring on the separate selection slice, never used to pick
+    cfg["runtime"]["keep_adapters"] = False
     path = tmp_path / "smoke.yaml"
     path.write_text(yaml.safe_dump(cfg))
     res = invoke("--config", path, "--output", tmp_path / "out", "--smoke", "--ci")
@@ -141,3 +143,11 @@ def test_smoke_marks_undertrained_but_runs_variants(finished: dict[str, Any], tm
     assert rep["protocol"]["max_steps"] == 10 and rep["task"]["eval_items"] == 64
     assert {v["status"] for v in rep["compressed"].values()} <= {"ok", "skipped_control"}
     assert "Smoke run" in rep["summary"]["recommendation"]
+    probe = tmp_path / "out" / "seed_7" / "probe_r8"
+    evals = [e for e in read_telemetry(probe / "run.jsonl").events if e.event == "eval"]
+    assert [(e.step, e.payload["split"]) for e in evals] == [(5, "selection"), (10, "test"), (10, "val")]
+    assert (probe / "adapter").is_dir()  # probes stay for truncation and --resume
+    for v in rep["compressed"].values():
+        run = v["per_seed"][0]["run"]
+        if v["status"] == "ok":
+            assert not (tmp_path / "out" / "seed_7" / run / "adapter").exists()

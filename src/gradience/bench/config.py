@@ -79,7 +79,7 @@ class CompressionConfig(_Strict):
     allowed_ranks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
     acc_tolerance: float | None = Field(None, ge=0, lt=1, description="Overrides the policy's margin.")
     per_layer_margin: float = Field(1.0, gt=0)
-    seeds: list[int] = Field(default_factory=lambda: [42], min_length=1)
+    seeds: list[int] | None = Field(None, min_length=1, description="None: one seed, train.seed.")
     variants_to_test: list[VariantName] = Field(default_factory=lambda: list(ALL_VARIANTS))
     policy: str = "safe_uniform"
     probe_gate: float = Field(0.75, ge=0, le=1)
@@ -93,8 +93,8 @@ class CompressionConfig(_Strict):
 
     @field_validator("seeds", "variants_to_test")
     @classmethod
-    def _unique(cls, v: list[Any]) -> list[Any]:
-        if len(set(v)) != len(v):
+    def _unique(cls, v: list[Any] | None) -> list[Any] | None:
+        if v is not None and len(set(v)) != len(v):
             raise ValueError(f"duplicates in {v}")
         return v
 
@@ -118,6 +118,11 @@ class BenchConfig(_Strict):
     lora: LoraSettings
     compression: CompressionConfig = Field(default_factory=CompressionConfig)
     runtime: RuntimeConfig = Field(default_factory=RuntimeConfig)
+
+    @property
+    def seeds(self) -> list[int]:
+        """The seeds to run: compression.seeds, or train.seed alone."""
+        return list(self.compression.seeds or [self.train.seed])
 
     @model_validator(mode="after")
     def _probe_rank_allowed(self) -> BenchConfig:

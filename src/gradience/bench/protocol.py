@@ -189,7 +189,7 @@ def run_protocol(
     data = load_task_data(model_path, cfg.task, tr.train_samples, tr.eval_samples, smoke=opts.smoke,
                           selection=tr.eval_steps is not None)  # fmt: skip
     skipped: list[str] = []
-    seeds = cfg.compression.seeds
+    seeds = cfg.seeds
     probe_jobs = [(probe_spec(cfg, s), seed_dir(out_dir, s) / probe_spec(cfg, s).name) for s in seeds]
     probes = _run_stage(cfg, opts, executor, probe_jobs, skipped, log)
     outcomes: list[SeedOutcome] = []

@@ -280,7 +280,7 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
             "heldout_split_seed": SPLIT_SEED,
         },
         protocol={
-            "seeds": cfg.compression.seeds, "max_steps": cfg.train.max_steps, "lr": cfg.train.lr,
+            "seeds": cfg.seeds, "max_steps": cfg.train.max_steps, "lr": cfg.train.lr,
             "batch_size": cfg.train.per_device_train_batch_size, "policy": cfg.compression.policy,
             "margin": margin, "probe_gate": cfg.compression.probe_gate, "smoke": run.opts.smoke,
             "variants_to_test": list(cfg.compression.variants_to_test), "device": cfg.runtime.device,
@@ -289,7 +289,7 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
         probe=_probe_report(run), compressed=compressed,
         summary=Summary(
             validated=f"{len(passing)}/{len(candidates)}", best_compression=best,
-            validation_level=validation_level(len(cfg.compression.seeds), cfg.train.max_steps),
+            validation_level=validation_level(len(cfg.seeds), cfg.train.max_steps),
             undertrained_seeds=[o.seed for o in run.seeds if o.gate != "PASSED"], smoke=run.opts.smoke,
         ),
     )  # fmt: skip

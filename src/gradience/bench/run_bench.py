@@ -140,7 +140,7 @@ def _stderr_log() -> Any:
     from rich.console import Console
 
     console = Console(stderr=True, highlight=False)
-    return lambda msg: console.print(msg, markup=False)
+    return lambda msg: console.print(msg, markup=False, soft_wrap=True)
 
 
 def main(argv: list[str] | None = None) -> None:

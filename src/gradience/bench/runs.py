@@ -16,6 +16,7 @@ import os
 import shutil
 import tempfile
 import time
+import warnings
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -199,7 +200,11 @@ def _produce(
 
         lc = T.lora_config(spec.r, spec.alpha, cfg.lora.target_modules, cfg.lora.dropout, cfg.lora.use_rslora,
                            spec.rank_pattern, spec.alpha_pattern)  # fmt: skip
-        model = get_peft_model(base, lc)
+        with (
+            warnings.catch_warnings()
+        ):  # transformers 5 deprecation raised inside PEFT; not the user's concern
+            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+            model = get_peft_model(base, lc)
         bs, pad = tr.per_device_eval_batch_size, data.pad_token_id
 
         def monitor(step: int) -> None:

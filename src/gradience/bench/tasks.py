@@ -67,13 +67,20 @@ def _read_local(data_dir: Path) -> dict[str, Any]:
             f"no train.tsv in task.data_dir '{data_dir}' (GLUE format: a header row, tab-separated)"
         )
     # QUOTE_NONE: GLUE TSVs contain bare quote characters that must stay part of the text.
-    ds = datasets.load_dataset(
-        "csv",
-        data_files={k: str(v) for k, v in files.items()},
-        delimiter="\t",
-        quoting=3,
-        keep_in_memory=True,
-    )
+    # datasets' own bars would interleave with ours on stderr (and break one-line errors).
+    was_disabled = datasets.utils.are_progress_bars_disabled()
+    datasets.disable_progress_bars()
+    try:
+        ds = datasets.load_dataset(
+            "csv",
+            data_files={k: str(v) for k, v in files.items()},
+            delimiter="\t",
+            quoting=3,
+            keep_in_memory=True,
+        )
+    finally:
+        if not was_disabled:
+            datasets.enable_progress_bars()
     return dict(ds)
 
 
@@ -217,6 +224,6 @@ def collate(split: Split, idx: list[int] | np.ndarray, pad_token_id: int) -> dic
 
 
 def eval_batches(split: Split, batch_size: int) -> list[list[int]]:
-    """Length-sorted batches: the same predictions as any order, with far less padding."""
+    """Length-sorted batches: a fixed order (so reruns agree) with far less padding than random order."""
     order = sorted(range(len(split)), key=lambda i: len(split.features["input_ids"][i]))
     return [order[i : i + batch_size] for i in range(0, len(order), batch_size)]

@@ -9,7 +9,6 @@ evaluated once: no checkpoint is ever chosen by looking at the eval items.
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import random
 import time
@@ -227,8 +226,3 @@ def verify_ranks(adapter_dir: Path, expected: dict[str, int], default_r: int) ->
     if wrong or missing:
         raise RuntimeError(f"adapter {adapter_dir} has wrong ranks {wrong} (saved, asked); missing {missing}")
     return ranks
-
-
-def adapter_scale(adapter_dir: Path) -> dict[str, Any]:
-    cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    return {k: cfg.get(k) for k in ("r", "lora_alpha", "use_rslora", "rank_pattern", "alpha_pattern")}
