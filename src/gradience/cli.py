@@ -303,7 +303,10 @@ def bench(
     resume: bool = typer.Option(False, "--resume", help="Skip runs already finished in --output."),
     executor: str | None = typer.Option(None, "--executor", help="local (default) | ray."),
     ray_address: str | None = typer.Option(
-        None, "--ray-address", help="Ray cluster address (with --executor ray)."
+        None, "--ray-address", help="Ray cluster address, e.g. auto (with --executor ray)."
+    ),
+    workers: int | None = typer.Option(
+        None, "--workers", help="Local executor: jobs at once in worker processes (runtime.workers)."
     ),
     as_json: bool = typer.Option(False, "--json", help="Print bench.json on stdout."),
     verbose: bool = typer.Option(False, "--verbose"),
@@ -322,7 +325,7 @@ def bench(
             raise BenchInputError(f"{missing} is required (built-in configs: {', '.join(builtin_configs())})")
         outcome = run_bench(
             config, output, smoke=smoke, ci=ci, device=device, seeds=seeds, data_dir=data_dir, resume=resume,
-            executor=executor, ray_address=ray_address, verbose=verbose,
+            executor=executor, ray_address=ray_address, workers=workers, verbose=verbose,
         )  # fmt: skip
         if as_json:
             _print_json(outcome.report)

@@ -8,6 +8,7 @@ written the way people write learning rates.
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any, Literal
 
@@ -103,7 +104,11 @@ class RuntimeConfig(_Strict):
     device: Literal["cpu", "cuda", "mps"] = "cpu"
     executor: Literal["local", "ray"] = "local"
     ray_address: str | None = None
-    workers: int = Field(1, ge=1)
+    workers: int = Field(1, ge=1, description="Local executor: jobs at once (1: in this process).")
+    cpus_per_job: int | None = Field(
+        None, ge=1, description="Threads per job; None: cores / workers (Ray: 1)."
+    )
+    gpus_per_job: float | None = Field(None, ge=0, description="Ray GPU request; None: 1 on cuda, else 0.")
     smoke_max_steps: int = Field(60, ge=1)
     smoke_train_samples: int = Field(1000, ge=1)
     smoke_eval_samples: int = Field(300, ge=1)
@@ -204,6 +209,7 @@ def apply_overrides(
     data_dir: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
+    workers: int | None = None,
 ) -> BenchConfig:
     """The effective config: command-line flags and smoke budgets folded in, re-validated."""
     data = cfg.model_dump()
@@ -221,9 +227,12 @@ def apply_overrides(
         ("task", "data_dir", data_dir),
         ("runtime", "executor", executor),
         ("runtime", "ray_address", ray_address),
+        ("runtime", "workers", workers),
     ]:
         if value is not None:
             data[section][key] = value
+    if data["task"].get("data_dir"):  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
+        data["task"]["data_dir"] = os.path.abspath(data["task"]["data_dir"])
     return parse_config(data, "(after command-line overrides)")
 
 

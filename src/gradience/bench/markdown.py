@@ -87,6 +87,7 @@ def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
         f"probe r={rep.probe.rank} (α={rep.probe.alpha:g}), policy `{p['policy']}` (margin {p['margin']:.3f})",
         f"- Validated: **{rep.summary.validated}**; best compression: **{rep.summary.best_compression or 'none'}**; "
         f"level: {rep.summary.validation_level}" + (" — SMOKE RUN" if rep.summary.smoke else ""),
+        *[f"- **FAILED** (after a retry): `{k}` — {why}" for k, why in rep.summary.failed_runs.items()],
         "",
         "## Probe",
         "",

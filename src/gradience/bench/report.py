@@ -47,9 +47,10 @@ class CI(BaseModel):
 class SeedRun(BaseModel):
     seed: int
     run: str  # folder under seed_<s>/
-    status: str  # ok | skipped_control | not_run
+    status: str  # ok | skipped_control | not_run | failed
     rank: int | None = None
     rank_pattern: dict[str, int] | None = None
+    error: str | None = None  # why, when failed (after its retry)
     params: int | None = None
     trainable_params: int | None = None
     accuracy: float | None = None
@@ -61,7 +62,7 @@ class SeedRun(BaseModel):
 
 class VariantReport(BaseModel):
     method: str  # train | truncate
-    status: str  # ok | skipped_control | not_run
+    status: str  # ok | skipped_control | not_run | failed (every seed's run failed)
     rank: int | None = None  # when uniform and equal across seeds
     rank_pattern: dict[str, int] | None = None  # when per-layer (first seed's; per seed below)
     params: float | None = None  # LoRA-only, mean over seeds
@@ -96,6 +97,7 @@ class Summary(BaseModel):
     best_compression: str | None = None
     validation_level: str
     undertrained_seeds: list[int] = Field(default_factory=list)
+    failed_runs: dict[str, str] = Field(default_factory=dict)  # "seed_<s>/<run>" → why, after a retry
     smoke: bool = False
     recommendation: str = ""
 
@@ -210,7 +212,9 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
     for o in run.seeds:
         res = o.variants.get(name)
         if res is None:
-            per_seed.append(SeedRun(seed=o.seed, run="", status="not_run"))
+            failed = _failure(run, o.seed, name)
+            per_seed.append(SeedRun(seed=o.seed, run=failed[0] if failed else "", status="failed" if failed else
+                                    "not_run", error=failed[1] if failed else None))  # fmt: skip
             continue
         spec = res.spec
         note = note or spec.note
@@ -225,9 +229,11 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
             delta_vs_probe=src.eval["eval"].accuracy - o.probe.eval["eval"].accuracy,
             mcnemar_p=sj.mcnemar_p if sj else None, ci=sj.ci if sj else None,
         ))  # fmt: skip
-    done = [p for p in per_seed if p.status != "not_run"]
+    done = [p for p in per_seed if p.status not in ("not_run", "failed")]
     statuses = {p.status for p in done}
     status = "not_run" if not done else ("skipped_control" if statuses == {"skipped_control"} else "ok")
+    if not done and any(p.status == "failed" for p in per_seed):
+        status = "failed"
     ranks = {p.rank for p in done}
     params = _mean([float(p.params) for p in done if p.params is not None])
     total = _mean([float(p.trainable_params) for p in done if p.trainable_params is not None])
@@ -248,8 +254,20 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
     )  # fmt: skip
 
 
+def _failure(run: Any, seed: int, variant: str) -> tuple[str, str] | None:
+    """(run folder, why) if this seed's run of the variant failed after its retry."""
+    prefix = f"seed_{seed}/"
+    for key, why in getattr(run, "failed", {}).items():
+        folder = key.removeprefix(prefix)
+        if key.startswith(prefix) and (folder == variant or folder.startswith(f"{variant}_r")):
+            return folder, why
+    return None
+
+
 def _not_judged(run: Any, status: str) -> Verdict:
-    label = {"skipped_control": "SKIPPED", "not_run": "NOT_RUN"}.get(status, "NOT_RUN")
+    label = {"skipped_control": "SKIPPED", "not_run": "NOT_RUN", "failed": "FAILED_TO_RUN"}.get(
+        status, "NOT_RUN"
+    )
     return Verdict(policy=run.cfg.compression.policy, margin=0.0, point=label, non_inferiority=label)
 
 
@@ -291,5 +309,6 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
             validated=f"{len(passing)}/{len(candidates)}", best_compression=best,
             validation_level=validation_level(len(cfg.seeds), cfg.train.max_steps),
             undertrained_seeds=[o.seed for o in run.seeds if o.gate != "PASSED"], smoke=run.opts.smoke,
+            failed_runs=dict(getattr(run, "failed", {})),
         ),
     )  # fmt: skip

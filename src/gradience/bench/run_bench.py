@@ -16,7 +16,6 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from gradience.bench import BenchInputError
 from gradience.bench.config import RunOptions, apply_overrides, load_config, parse_seeds
 from gradience.bench.report import BenchReport
 
@@ -93,7 +92,7 @@ def exit_code(rep: BenchReport, opts: RunOptions, files: list[Path]) -> int:
 def run_bench(
     config: str, output: Path, *, smoke: bool = False, ci: bool = False, device: str | None = None,
     seeds: str | None = None, data_dir: str | None = None, resume: bool = False, executor: str | None = None,
-    ray_address: str | None = None, verbose: bool = False, log: Any = None,
+    ray_address: str | None = None, workers: int | None = None, verbose: bool = False, log: Any = None,
 ) -> BenchOutcome:  # fmt: skip
     """The bench end to end: config → protocol → verdicts → reports → exit code."""
     from gradience.bench.judging import judge_all
@@ -104,16 +103,10 @@ def run_bench(
     log = log or _stderr_log()
     t0 = time.perf_counter()
     cfg = apply_overrides(load_config(config), smoke=smoke, seeds=parse_seeds(seeds), device=device,
-                          data_dir=data_dir, executor=executor, ray_address=ray_address)  # fmt: skip
-    if cfg.runtime.executor != "local":
-        raise BenchInputError(
-            f"runtime.executor '{cfg.runtime.executor}' is not available in this version; use local"
-        )
+                          data_dir=data_dir, executor=executor, ray_address=ray_address, workers=workers)  # fmt: skip
     from gradience.verdicts import load_policy
 
     load_policy(cfg.compression.policy)  # a bad policy name fails before any training
-    if cfg.runtime.workers > 1:
-        log(f"runtime.workers={cfg.runtime.workers}: the local executor runs jobs one at a time")
     opts = RunOptions(smoke=smoke, ci=ci, resume=resume, verbose=verbose)
     output.mkdir(parents=True, exist_ok=True)
     run = run_protocol(cfg, output, opts, log=log)

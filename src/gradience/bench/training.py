@@ -65,9 +65,17 @@ def resolve_device(name: str) -> Any:
     return torch.device(name)
 
 
-@contextlib.contextmanager
-def progress(description: str, total: int) -> Iterator[Any]:
-    """A rich bar with ETA on stderr (stdout stays parseable for --json)."""
+_progress_factory: Any = None  # a worker process relays its loops' progress to the driver instead
+
+
+def set_progress_factory(factory: Any) -> None:
+    """Replace the rich bar of ``progress`` (e.g. by a relay to a driver process, or a no-op)."""
+    global _progress_factory
+    _progress_factory = factory
+
+
+def progress_bar() -> Any:
+    """The bench's rich bar on stderr (stdout stays parseable for --json): count, elapsed, ETA."""
     from rich.console import Console
     from rich.progress import (
         BarColumn,
@@ -80,7 +88,17 @@ def progress(description: str, total: int) -> Iterator[Any]:
 
     columns = [TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn()]
     columns += [TextColumn("eta"), TimeRemainingColumn(), TextColumn("{task.fields[info]}")]
-    with Progress(*columns, console=Console(stderr=True)) as bar:
+    return Progress(*columns, console=Console(stderr=True))
+
+
+@contextlib.contextmanager
+def progress(description: str, total: int) -> Iterator[Any]:
+    """Advance with ``advance(n, info)``: a rich bar here, or whatever a worker installed."""
+    if _progress_factory is not None:
+        with _progress_factory(description, total) as advance:
+            yield advance
+        return
+    with progress_bar() as bar:
         task = bar.add_task(description, total=total, info="")
         yield lambda n=1, info="": bar.update(task, advance=n, info=info)
 

@@ -1,0 +1,104 @@
+"""Executors run the bench's job graph: every probe, then each probe's variants once it is done.
+
+``local`` runs jobs in this process (``runtime.workers: 1``) or in a pool of worker
+processes; ``ray`` submits each job as a Ray task, a variant depending on its probe's
+object reference. Either way a job that fails — an exception, or its worker killed —
+is retried once and then reported as failed while every other job goes on, and every
+result is written by the driver through the ``RunStore``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import deque
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from gradience.bench.config import BenchConfig
+from gradience.bench.jobs import JobOutput, job_key, plan_variants
+from gradience.bench.runs import RunSpec
+
+MAX_ATTEMPTS = 2  # a job is retried once
+
+
+class Executor(Protocol):
+    def run(self, cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool) -> None:
+        """Run every probe and the variants each calls for; report each outcome to ``store``."""
+        ...
+
+
+@dataclass
+class Task:
+    spec: RunSpec
+    probe: JobOutput | None  # the dependency's output, for variants
+    attempt: int = 1
+
+    @property
+    def key(self) -> str:
+        return job_key(self.spec.seed, self.spec.name)
+
+
+@dataclass
+class Failure:
+    why: str
+
+
+class Runner(Protocol):
+    """Where tasks execute: ``submit`` queues one, ``next_done`` blocks until one has an outcome."""
+
+    def submit(self, task: Task) -> None: ...
+    def busy(self) -> bool: ...
+    def next_done(self) -> tuple[Task, JobOutput | Failure]: ...
+    def close(self) -> None: ...
+
+
+def schedule(cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool, runner: Runner) -> None:
+    """Dependency-driven: a probe's variants are submitted the moment its output arrives."""
+
+    def release(seed: int, out: JobOutput) -> None:
+        for spec in plan_variants(cfg, seed, out, smoke):
+            if store.resumable(spec) is None:
+                runner.submit(Task(spec, out))
+
+    pending: deque[tuple[int, JobOutput]] = deque()
+    try:
+        for spec in probes:
+            done = store.resumable(spec)
+            if done is None:
+                runner.submit(Task(spec, None))
+            else:
+                pending.append((spec.seed, done))
+        while pending:
+            release(*pending.popleft())
+        while runner.busy():
+            task, outcome = runner.next_done()
+            if isinstance(outcome, JobOutput):
+                store.store(outcome)
+                if task.spec.variant == "probe":
+                    release(task.spec.seed, outcome)
+            elif task.attempt < MAX_ATTEMPTS:
+                store.log(f"{task.key}: attempt {task.attempt} failed ({outcome.why}); retrying")
+                runner.submit(Task(task.spec, task.probe, task.attempt + 1))
+            else:
+                store.fail(task.key, outcome.why)
+    finally:
+        runner.close()
+
+
+def threads_per_job(cfg: BenchConfig, workers: int) -> int:
+    """CPU threads for one job: ``runtime.cpus_per_job``, else the cores shared out evenly."""
+    return cfg.runtime.cpus_per_job or max(1, (os.cpu_count() or 1) // workers)
+
+
+def make_executor(cfg: BenchConfig, log: Callable[[str], None]) -> Executor:
+    if cfg.runtime.executor == "ray":
+        from gradience.bench.executors.ray import RayExecutor
+
+        return RayExecutor(cfg.runtime.ray_address, log)
+    from gradience.bench.executors.local import LocalExecutor
+
+    return LocalExecutor(cfg.runtime.workers, log)
+
+
+__all__ = ["MAX_ATTEMPTS", "Executor", "Failure", "Task", "make_executor", "schedule", "threads_per_job"]

@@ -1,0 +1,124 @@
+"""Executors: a worker pool and Ray give the same runs as in-process; killed workers are retried, then reported."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from gradience.bench.run_bench import REPORT_FILES, run_bench
+
+
+def _config(tmp_path: Path, make_config: Callable, tiny_model_dir: Path, sst2_dir: Path) -> Path:
+    cfg = make_config(tiny_model_dir, sst2_dir, runtime={"cpus_per_job": 1})  # same kernels everywhere
+    path = tmp_path / "tiny.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    return path
+
+
+def _preds(out: Path) -> dict[str, Any]:
+    """Every run's per-example predictions on every split, by run folder."""
+    found = {}
+    for ev in sorted(out.glob("seed_*/*/eval.json")):
+        splits = json.loads(ev.read_text())["splits"]
+        found[f"{ev.parent.parent.name}/{ev.parent.name}"] = {
+            k: (v["rows"], v["preds"]) for k, v in splits.items()
+        }
+    return found
+
+
+def _shape(obj: Any) -> Any:
+    """The structure of a JSON value: keys and types, not values."""
+    if isinstance(obj, dict):
+        return {k: _shape(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_shape(v) for v in obj[:1]]
+    return type(obj).__name__ if obj is not None else None
+
+
+@pytest.fixture(scope="module")
+def inline(tmp_path_factory: pytest.TempPathFactory, make_config: Callable, tiny_model_dir: Path,
+           sst2_dir: Path) -> dict[str, Any]:  # fmt: skip
+    root = tmp_path_factory.mktemp("inline")
+    cfg = _config(root, make_config, tiny_model_dir, sst2_dir)
+    outcome = run_bench(str(cfg), root / "out", log=lambda m: None)
+    assert outcome.exit_code == 0
+    return {"cfg": cfg, "out": root / "out", "report": outcome.report}
+
+
+def _same_runs(a: dict[str, Any], b_out: Path, b_report: dict[str, Any]) -> None:
+    for name in REPORT_FILES:
+        assert (b_out / name).is_file(), name
+    assert _preds(b_out) == _preds(a["out"]) and len(_preds(b_out)) >= 4
+    assert _shape(b_report) == _shape(a["report"])
+    for name, v in a["report"]["compressed"].items():
+        w = b_report["compressed"][name]
+        assert (w["status"], w["accuracy"], w["params"]) == (v["status"], v["accuracy"], v["params"]), name
+
+
+def test_worker_pool_gives_the_same_runs_as_in_process(inline: dict[str, Any], tmp_path: Path) -> None:
+    logs: list[str] = []
+    outcome = run_bench(str(inline["cfg"]), tmp_path / "out", workers=2, log=logs.append)
+    assert outcome.exit_code == 0
+    _same_runs(inline, tmp_path / "out", outcome.report)
+    pids = {int(m.group(1)) for line in logs if (m := re.search(r"worker pid (\d+)", line))}
+    assert len(pids) == 2 and os.getpid() not in pids  # two worker processes did the jobs
+
+
+def test_killed_worker_is_retried_then_reported_failed(inline: dict[str, Any], tmp_path: Path) -> None:
+    """SIGKILL the worker of the first variant job on both attempts and of the second on its first."""
+    logs: list[str] = []
+    kills: dict[str, int] = {}
+    budget: dict[str, int] = {}
+
+    def log(msg: str) -> None:
+        logs.append(msg)
+        m = re.match(r"(seed_\d+/(?!probe)\S+): started \(attempt (\d), worker pid (\d+)\)", msg)
+        if m is None:
+            return
+        key = m.group(1)
+        if key not in budget and len(budget) < 2:
+            budget[key] = 2 if not budget else 1
+        if kills.get(key, 0) < budget.get(key, 0):
+            kills[key] = kills.get(key, 0) + 1
+            os.kill(int(m.group(3)), signal.SIGKILL)  # a real kill, mid-job: no cleanup runs in the worker
+
+    outcome = run_bench(str(inline["cfg"]), tmp_path / "out", workers=2, log=log)
+    assert outcome.exit_code == 0  # the bench finishes and reports; the failure is in the report
+    dead, retried = list(budget)
+    assert kills == {dead: 2, retried: 1}
+    assert any(line.startswith(f"{dead}: attempt 1 failed (worker process died") for line in logs)
+    rep = json.loads((tmp_path / "out" / "bench.json").read_text())
+    assert list(rep["summary"]["failed_runs"]) == [dead]
+    assert "worker process died" in rep["summary"]["failed_runs"][dead]
+    by_run = {s["run"]: (name, s) for name, v in rep["compressed"].items() for s in v["per_seed"]}
+    name, seed_run = by_run[dead.split("/")[1]]
+    assert seed_run["status"] == "failed" and rep["compressed"][name]["status"] == "failed"
+    assert rep["compressed"][name]["verdict"]["point"] == "FAILED_TO_RUN"
+    assert not (tmp_path / "out" / dead).exists()  # nothing half-written where the dead job ran
+    assert "FAILED" in (tmp_path / "out" / "bench.md").read_text()
+    # every other job's result is intact and equal to the undisturbed run's, the retried one included
+    ok = _preds(tmp_path / "out")
+    assert retried in ok and dead not in ok
+    assert ok == {k: v for k, v in _preds(inline["out"]).items() if k != dead}
+
+
+def test_ray_executor_gives_the_same_runs_as_in_process(inline: dict[str, Any], tmp_path: Path) -> None:
+    ray = pytest.importorskip("ray", reason="ray is a dev dependency; pip install -e '.[dev]'")
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        logs: list[str] = []
+        outcome = run_bench(str(inline["cfg"]), tmp_path / "out", executor="ray", log=logs.append)
+    finally:
+        ray.shutdown()
+    assert outcome.exit_code == 0
+    assert any(line.startswith("ray: ") for line in logs)
+    _same_runs(inline, tmp_path / "out", outcome.report)
+    assert outcome.report["protocol"]["seeds"] == [7]
