@@ -21,7 +21,7 @@ from gradience.audit.report import (
     Suggestions,
     TypeSummary,
 )
-from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
+from gradience.audit.spectra import Workspace, gram_cores, one_blas_thread, spectrum_from_grams
 from gradience.audit.suggest import (
     NAMED_RULES,
     LayerShape,
@@ -253,9 +253,10 @@ def audit_adapter(
             items = track(
                 items, total=len(adapter.layers), description="auditing", console=Console(stderr=True)
             )
-        for spec, a, b in items:
-            mag = adapter.tensor(spec.magnitude_key) if spec.magnitude_key else None
-            yield audit_layer(spec, a, b, mag, top_singular_values, ws)
+        with one_blas_thread():  # once for the pass, not once per layer
+            for spec, a, b in items:
+                mag = adapter.tensor(spec.magnitude_key) if spec.magnitude_key else None
+                yield audit_layer(spec, a, b, mag, top_singular_values, ws)
 
     cfg = adapter.config
     info = {
