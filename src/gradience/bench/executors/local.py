@@ -42,13 +42,19 @@ class InlineRunner:
         return bool(self.queue)
 
     def next_done(self) -> tuple[Task, JobOutput | Failure]:
+        import torch
+
         task = self.queue.popleft()
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.runtime.cpus_per_job or before)
         try:
             return task, execute_job(self.cfg, task.spec, task.probe, self.smoke)
         except BenchInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - any job failure is retried, then reported
             return task, Failure(_why(exc))
+        finally:
+            torch.set_num_threads(before)
 
     def close(self) -> None:
         self.queue.clear()
