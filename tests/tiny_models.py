@@ -97,3 +97,15 @@ def peft_delta_weights(peft_model: Any, adapter: str = "default") -> dict[str, t
             name = path.removeprefix("base_model.model.")
             out[name] = mod.get_delta_weight(adapter).detach().to(torch.float64)
     return out
+
+
+def spread_spectra(peft_model: Any, adapter: str = "default") -> None:
+    """Scale each layer's A rows by its own geometric decay, so energy ranks differ layer to layer."""
+    mods = [
+        m for _, m in peft_model.named_modules() if isinstance(getattr(m, "r", None), dict) and adapter in m.r
+    ]
+    with torch.no_grad():
+        for i, m in enumerate(mods):
+            w = m.lora_A[adapter].weight
+            decay = 0.25 + 0.75 * i / (len(mods) - 1)
+            w.mul_((decay ** torch.arange(w.shape[0], dtype=w.dtype))[:, None])

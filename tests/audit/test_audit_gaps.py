@@ -20,7 +20,7 @@ from safetensors.torch import load_file, save_file
 from typer.testing import CliRunner
 
 from gradience.cli import app
-from tiny_models import make_adapter, peft_delta_weights, tiny_model
+from tiny_models import make_adapter, peft_delta_weights, spread_spectra, tiny_model
 
 runner = CliRunner()
 R = 8
@@ -271,12 +271,7 @@ def varied(tmp_path_factory):
     so energy_rank_90 spreads over several values. The in-memory PEFT model is the reference."""
     d = tmp_path_factory.mktemp("varied")
     pm = make_adapter(d, arch="bert", r=R, rank_pattern=PATTERN)
-    mods = [m for _, m in pm.named_modules() if isinstance(getattr(m, "r", None), dict) and "default" in m.r]
-    with torch.no_grad():
-        for i, m in enumerate(mods):
-            w = m.lora_A["default"].weight
-            decay = 0.25 + 0.75 * i / (len(mods) - 1)
-            w.mul_((decay ** torch.arange(w.shape[0], dtype=w.dtype))[:, None])
+    spread_spectra(pm)
     pm.save_pretrained(str(d))
     return d, pm
 

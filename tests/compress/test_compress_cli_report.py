@@ -16,7 +16,7 @@ from safetensors.torch import load_file
 from typer.testing import CliRunner
 
 from gradience.cli import app
-from tiny_models import make_adapter, peft_delta_weights
+from tiny_models import make_adapter, peft_delta_weights, spread_spectra
 
 runner = CliRunner()
 R = 8
@@ -30,12 +30,7 @@ def src(tmp_path_factory):
     Returns (folder, σ of every layer's s·B·A by a dense SVD of PEFT's own delta)."""
     d = tmp_path_factory.mktemp("src")
     pm = make_adapter(d, arch="bert", r=R, rank_pattern=PATTERN)
-    mods = list(lora_modules(pm).values())
-    with torch.no_grad():
-        for i, m in enumerate(mods):
-            w = m.lora_A["default"].weight
-            decay = 0.25 + 0.75 * i / (len(mods) - 1)
-            w.mul_((decay ** torch.arange(w.shape[0], dtype=w.dtype))[:, None])
+    spread_spectra(pm)
     pm.save_pretrained(str(d))
     sigma = {
         n: torch.linalg.svdvals(delta).numpy()
