@@ -70,5 +70,5 @@ def test_help_lists_every_flag_and_the_plan_subcommand() -> None:
     res = CliRunner().invoke(app, ["bench", "--help"])
     assert res.exit_code == 0
     flags = ["--config", "--output", "--smoke", "--ci", "--device", "--seeds", "--data-dir", "--resume", "--json",
-             "--verbose", "--executor", "--ray-address", "plan"]  # fmt: skip
+             "--verbose", "--executor", "--ray-address", "--workers", "plan"]  # fmt: skip
     assert all(f in res.output for f in flags), res.output
