@@ -245,6 +245,7 @@ def test_named_adapter_as_peft_saves_it(named):
     # the parent folder is not an adapter folder: exit 2, one line
     res = audit("--peft-dir", str(root))
     assert res.exit_code == 2 and len(res.stderr.strip().splitlines()) == 1
+    assert f"pass --peft-dir {sub}" in res.stderr  # the error points at the subfolder PEFT wrote
 
 
 def test_named_adapter_keys_with_the_name_in_them(named, tmp_path):

@@ -235,7 +235,13 @@ def _refuse_kohya(peft_dir: Path, weights: Path | None) -> None:
                 f"{path.name} is a kohya/sd-scripts LoRA (lora_down/lora_up keys, no adapter_config.json); "
                 "only PEFT adapters are audited — convert it to PEFT format first"
             )
-    raise AdapterError(f"missing adapter config: {peft_dir / 'adapter_config.json'}")
+    named = sorted(d.name for d in peft_dir.iterdir() if (d / "adapter_config.json").is_file())
+    hint = (
+        f" (PEFT saves named adapters in subfolders: found {', '.join(named)}; pass --peft-dir {peft_dir / named[0]})"
+        if named
+        else ""
+    )
+    raise AdapterError(f"missing adapter config: {peft_dir / 'adapter_config.json'}{hint}")
 
 
 def _pair(store: _Store, config: AdapterConfig, path: Path) -> tuple[list[LayerSpec], list[str], int, int]:
