@@ -33,12 +33,12 @@ class LayerAudit(BaseModel):
     finite: bool = True
     dora_magnitude: dict[str, float] | None = None
     top_singular_values: list[float] | None = None
-    _sigma: np.ndarray = PrivateAttr(default_factory=lambda: np.zeros(0))
+    _sigma: np.ndarray | None = PrivateAttr(default=None)  # a plain default: no factory call per layer
 
     @property
     def sigma(self) -> np.ndarray:
         """σ of the scaled update s·B·A, descending (length r); what PEFT's get_delta_weight has."""
-        return self._sigma
+        return np.zeros(0) if self._sigma is None else self._sigma
 
 
 class TypeSummary(BaseModel):
