@@ -28,7 +28,9 @@ def accuracy_vs_params(points: list[dict[str, Any]], probe_acc: float, margin: f
     for p in points:
         x, y = p["params"], p["accuracy"]
         lo, hi = p.get("ci") or (None, None)
-        err = None if lo is None else [[max(0.0, y - (probe_acc + lo))], [max(0.0, probe_acc + hi - y)]]
+        # the bars stop at the possible accuracies [0, 1]: a wide CI of Δ would otherwise run past them
+        low, high = (None, None) if lo is None else (max(0.0, probe_acc + lo), min(1.0, probe_acc + hi))
+        err = None if low is None else [[max(0.0, y - low)], [max(0.0, high - y)]]
         marker = "*" if p["name"] == "probe" else "o"
         ax.errorbar([x], [y], yerr=err, fmt=marker, ms=12 if marker == "*" else 7, capsize=4, label=p["name"])
     ax.axhline(probe_acc, color="grey", lw=0.8, ls="--")
