@@ -27,7 +27,7 @@ def _controller():  # building it scans loaded libraries: do it once
     return ThreadpoolController()
 
 
-_depth = 0  # nesting of one_blas_thread: a streaming pass enters once, not once per layer
+_depth = 0  # 1 inside one_blas_thread: a streaming pass enters once, not once per layer
 
 
 @contextlib.contextmanager
@@ -37,12 +37,8 @@ def one_blas_thread() -> Iterator[None]:
     threadpoolctl sees the BLAS that numpy loaded, not the one linked into torch, so torch's
     own matmuls (the Gram products) keep their threads."""
     global _depth
-    if _depth:
-        _depth += 1
-        try:
-            yield
-        finally:
-            _depth -= 1
+    if _depth:  # already limited by an outer pass
+        yield
         return
     with _controller().limit(limits=1, user_api="blas"):
         _depth = 1

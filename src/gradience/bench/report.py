@@ -257,7 +257,7 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
 def _failure(run: Any, seed: int, variant: str) -> tuple[str, str] | None:
     """(run folder, why) if this seed's run of the variant failed after its retry."""
     prefix = f"seed_{seed}/"
-    for key, why in getattr(run, "failed", {}).items():
+    for key, why in run.failed.items():
         folder = key.removeprefix(prefix)
         if key.startswith(prefix) and (folder == variant or folder.startswith(f"{variant}_r")):
             return folder, why
@@ -309,6 +309,6 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
             validated=f"{len(passing)}/{len(candidates)}", best_compression=best,
             validation_level=validation_level(len(cfg.seeds), cfg.train.max_steps),
             undertrained_seeds=[o.seed for o in run.seeds if o.gate != "PASSED"], smoke=run.opts.smoke,
-            failed_runs=dict(getattr(run, "failed", {})),
+            failed_runs=dict(run.failed),
         ),
     )  # fmt: skip

@@ -44,6 +44,12 @@ class Failure:
     why: str
 
 
+def describe(exc: BaseException) -> str:
+    """One line for a failed job: the exception's type and the first line of its message."""
+    msg = str(exc).strip()
+    return f"{type(exc).__name__}: {msg.splitlines()[0]}" if msg else type(exc).__name__
+
+
 class Runner(Protocol):
     """Where tasks execute: ``submit`` queues one, ``next_done`` blocks until one has an outcome."""
 
@@ -101,4 +107,13 @@ def make_executor(cfg: BenchConfig, log: Callable[[str], None]) -> Executor:
     return LocalExecutor(cfg.runtime.workers, log)
 
 
-__all__ = ["MAX_ATTEMPTS", "Executor", "Failure", "Task", "make_executor", "schedule", "threads_per_job"]
+__all__ = [
+    "MAX_ATTEMPTS",
+    "Executor",
+    "Failure",
+    "Task",
+    "describe",
+    "make_executor",
+    "schedule",
+    "threads_per_job",
+]

@@ -20,13 +20,9 @@ from typing import Any
 
 from gradience.bench import BenchInputError
 from gradience.bench.config import BenchConfig
-from gradience.bench.executors import Failure, Task, schedule, threads_per_job
+from gradience.bench.executors import Failure, Task, describe, schedule, threads_per_job
 from gradience.bench.jobs import JobOutput, execute_job
 from gradience.bench.runs import RunSpec
-
-
-def _why(exc: BaseException) -> str:
-    return f"{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}"
 
 
 class InlineRunner:
@@ -52,7 +48,7 @@ class InlineRunner:
         except BenchInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - any job failure is retried, then reported
-            return task, Failure(_why(exc))
+            return task, Failure(describe(exc))
         finally:
             torch.set_num_threads(before)
 
@@ -97,7 +93,7 @@ def _worker_main(conn: Any, threads: int) -> None:
         except BenchInputError as exc:
             conn.send(("input_error", key, str(exc)))
         except Exception as exc:  # noqa: BLE001 - reported to the driver, which retries
-            conn.send(("error", key, _why(exc)))
+            conn.send(("error", key, describe(exc)))
 
 
 class _Worker:

@@ -12,12 +12,14 @@ writes them, so workers need no shared filesystem for results — only for the d
 
 from __future__ import annotations
 
+import contextlib
 import functools
 from collections.abc import Callable
 from typing import Any
 
 from gradience.bench import BenchInputError
 from gradience.bench.config import BenchConfig
+from gradience.bench.executors import describe
 from gradience.bench.jobs import JobOutput, execute_job, job_key, plan_variants
 from gradience.bench.runs import RunSpec
 
@@ -28,18 +30,10 @@ def _in_worker(threads: int) -> None:
     from gradience.bench import training
 
     torch.set_num_threads(threads)
-    training.set_progress_factory(_no_progress)  # workers' bars would interleave in the driver's log
-
-
-class _no_progress:  # noqa: N801 - a context-manager factory, used like a function
-    def __init__(self, description: str, total: int) -> None:
-        pass
-
-    def __enter__(self) -> Callable[..., None]:
-        return lambda n=1, info="": None
-
-    def __exit__(self, *exc: Any) -> None:
-        return None
+    # no bars in workers: they would interleave in the driver's log
+    training.set_progress_factory(
+        lambda description, total: contextlib.nullcontext(lambda n=1, info="": None)
+    )
 
 
 def probe_job(cfg_json: str, spec_json: str, smoke: bool, threads: int) -> JobOutput:
@@ -117,10 +111,10 @@ class RayExecutor:
                 cause = exc.cause
                 if isinstance(cause, BenchInputError):
                     raise BenchInputError(str(cause)) from None
-                store.fail(key, f"{type(cause).__name__}: {str(cause).splitlines()[0] if str(cause) else ''}")
+                store.fail(key, describe(cause))
                 continue
             except ray.exceptions.RayError as exc:  # worker died twice, lost object, …
-                store.fail(key, f"{type(exc).__name__}: {str(exc).splitlines()[0]}")
+                store.fail(key, describe(exc))
                 continue
             if out is not None:
                 store.store(out)
