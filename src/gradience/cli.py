@@ -1,6 +1,7 @@
 """Command-line shell: parses flags, calls the library, maps errors to exit codes.
 
-No logic lives here. Exit codes: 0 ok, 1 a check/verdict failed, 2 bad input or usage.
+No logic lives here. Exit codes: 0 ok, 1 a check/verdict failed, 2 bad input, usage or an OS
+error, 3 an internal error (a bug).
 Heavy libraries (torch, transformers) are imported inside each command so that
 `gradience --help` stays instant.
 """
@@ -27,9 +28,10 @@ app = typer.Typer(
 def _input_errors() -> tuple[type[BaseException], ...]:
     """Every package's 'bad input' exception: these become one line and exit 2."""
     from gradience.audit import AdapterError
+    from gradience.files import OutputPathError
     from gradience.telemetry import TelemetryError
 
-    errors: list[type[BaseException]] = [AdapterError, TelemetryError, FileNotFoundError, PermissionError]
+    errors: list[type[BaseException]] = [AdapterError, TelemetryError, OutputPathError]
     for mod, name in [
         ("gradience.compress", "CompressError"),
         ("gradience.verdicts", "PolicyError"),
@@ -43,27 +45,40 @@ def _input_errors() -> tuple[type[BaseException], ...]:
     return tuple(errors)
 
 
+INTERNAL_ERROR = 3
+
+
+def _fail(code: int, msg: str, verbose: bool) -> None:
+    if verbose:
+        import traceback
+
+        traceback.print_exc()
+    typer.echo(msg.splitlines()[0] if msg.strip() else msg, err=True)
+    raise typer.Exit(code) from None
+
+
 def _guarded(fn: Callable[[], int | None], verbose: bool = False) -> None:
-    """Run a command body; bad input → one line on stderr and exit 2 (traceback only with --verbose)."""
+    """Run a command body and give every outcome its exit code by meaning.
+
+    Bad input or any OS error (missing, read-only, disk full, …) → one line, exit 2; a genuine
+    bug → one line, exit 3, so no crash can pose as a failed check (exit 1). Tracebacks only
+    with --verbose."""
     try:
         code = fn() or 0
     except typer.Exit:
         raise
-    except _input_errors() as exc:
-        if verbose:
-            import traceback
-
-            traceback.print_exc()
-        msg = (
-            str(exc)
-            if not isinstance(exc, OSError) or not exc.filename
-            else f"{exc.strerror}: {exc.filename}"
-        )
-        typer.echo(f"error: {msg}".splitlines()[0], err=True)
-        raise typer.Exit(2) from None
     except KeyboardInterrupt:
         typer.echo("interrupted", err=True)
         raise typer.Exit(130) from None
+    except OSError as exc:
+        from gradience.files import describe_os_error
+
+        _fail(2, f"error: {describe_os_error(exc)}", verbose)
+    except _input_errors() as exc:
+        _fail(2, f"error: {exc}", verbose)
+    except Exception as exc:  # noqa: BLE001 - the last resort: a bug, said as one
+        what = f"{type(exc).__name__}: {exc}".splitlines()[0]
+        _fail(INTERNAL_ERROR, f"internal error ({what}); rerun with --verbose and report it", verbose)
     raise typer.Exit(code)
 
 

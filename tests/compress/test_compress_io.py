@@ -14,6 +14,7 @@ from typer.testing import CliRunner
 from gradience.cli import app
 from gradience.compress import CompressError, CompressionPlan, compress_adapter
 from gradience.compress.st_writer import SafetensorsStreamWriter
+from gradience.files import OutputPathError
 from tiny_models import make_adapter, peft_delta_weights
 
 
@@ -117,16 +118,16 @@ def test_overwrite_rules(adapter, tmp_path):
     dst.mkdir()
     compress_adapter(adapter, dst, CompressionPlan(rank=3))  # an empty folder is fine
     before = _snapshot(dst)
-    with pytest.raises(CompressError, match="not empty"):
+    with pytest.raises(OutputPathError, match="not empty"):
         compress_adapter(adapter, dst, CompressionPlan(rank=2))
     assert _snapshot(dst) == before
     report = compress_adapter(adapter, dst, CompressionPlan(rank=2), overwrite=True)
     assert report.config["r"] == 2 and json.loads((dst / "adapter_config.json").read_text())["r"] == 2
     assert [p.name for p in tmp_path.iterdir()] == ["out"]
-    with pytest.raises(CompressError, match="input folder"):
+    with pytest.raises(OutputPathError, match="input folder"):
         compress_adapter(adapter, adapter, CompressionPlan(rank=2), overwrite=True)
     (tmp_path / "file").write_text("x")
-    with pytest.raises(CompressError, match="not a directory"):
+    with pytest.raises(OutputPathError, match="not a directory"):
         compress_adapter(adapter, tmp_path / "file", CompressionPlan(rank=2))
 
 

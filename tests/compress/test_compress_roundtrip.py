@@ -17,6 +17,7 @@ from compress_helpers import (
 )
 
 from gradience.compress import CompressionPlan, compress_adapter
+from gradience.files import MARKER
 from tiny_models import make_adapter
 
 
@@ -66,6 +67,7 @@ def test_round_trip_is_eckart_young_truncation(tmp_path, case):
         _perturb_and_resave(peft_model, src)
     report = compress_adapter(src, dst, plan)
     assert sorted(p.name for p in dst.iterdir()) == [
+        MARKER,  # lets a later --overwrite recognise the folder as ours
         "adapter_config.json",
         "adapter_model.safetensors",
         "compression_report.json",

@@ -13,8 +13,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
-import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,6 +27,7 @@ from gradience.compress.peft_config import LayerTarget, build_config, exact_alph
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
 from gradience.compress.st_writer import DTYPE_CODES, SafetensorsStreamWriter
+from gradience.files import check_output_dir, staged_output
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -40,15 +39,6 @@ DORA_REFUSAL = (
     "and the result is not the rank-k truncation of the DoRA update (that needs the base weights W, "
     "which an adapter folder does not have). Merge the DoRA adapter, or compress a plain LoRA adapter"
 )
-
-
-def _check_destination(src: Path, dst: Path, overwrite: bool) -> None:
-    if dst.exists() and not dst.is_dir():
-        raise CompressError(f"output path exists and is not a directory: {dst}")
-    if dst.exists() and src.exists() and dst.resolve() == src.resolve():
-        raise CompressError(f"output folder is the input folder: {dst}")
-    if dst.is_dir() and any(dst.iterdir()) and not overwrite:
-        raise CompressError(f"output folder is not empty: {dst} (pass --overwrite to replace it)")
 
 
 def _tensor_meta(adapter: Adapter) -> dict[str, tuple[str, tuple[int, ...]]]:
@@ -121,13 +111,13 @@ def compress_adapter(
 ) -> CompressionReport:
     """Compress the PEFT LoRA adapter in `src` into a new adapter folder `dst`.
 
-    `dst` appears complete or not at all: everything is written to a hidden temp folder next to
-    it and renamed into place; a non-empty `dst` is replaced only with `overwrite=True`.
-    Raises CompressError for bad plans or input it cannot compress faithfully, AdapterError for
-    unreadable adapters."""
+    `dst` appears complete or not at all (`gradience.files.staged_output`): a non-empty `dst`
+    is replaced only with `overwrite=True` and only if Gradience wrote it; a `dst` that is,
+    holds or lies inside `src` is refused (OutputPathError). Raises CompressError for bad plans
+    or input it cannot compress faithfully, AdapterError for unreadable adapters."""
     src, dst = Path(src), Path(dst)
     plan.check()
-    _check_destination(src, dst, overwrite)
+    check_output_dir(dst, [src], overwrite=overwrite)  # fail before reading anything
     adapter = open_adapter(src)
     if adapter.config.use_dora or any(la.magnitude_key for la in adapter.layers):
         raise CompressError(DORA_REFUSAL)
@@ -150,18 +140,11 @@ def compress_adapter(
         for la in adapter.layers
     ]
     config = build_config(dict(adapter.config.raw), targets, rslora)
-    dst.parent.mkdir(parents=True, exist_ok=True)
-    tmp = dst.parent / f".{dst.name}.tmp-{uuid.uuid4().hex[:8]}"
-    tmp.mkdir()
-    try:
+    with staged_output(dst, kind="compress", inputs=[src], overwrite=overwrite) as tmp:
         rows, carried, dtypes = _write_weights(adapter, scanned, targets, tmp / WEIGHTS_NAME)
         report = _report(src, dst, plan, adapter, rows, carried, dtypes, config)
         _write_json(tmp / CONFIG_NAME, config)
         _write_json(tmp / REPORT_NAME, report.to_json())
-        _publish(tmp, dst, overwrite)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return report
 
 
@@ -285,25 +268,3 @@ def _write_json(path: Path, obj: object) -> None:
         fh.write(json.dumps(obj, indent=2) + "\n")
         fh.flush()
         os.fsync(fh.fileno())
-
-
-def _publish(tmp: Path, dst: Path, overwrite: bool) -> None:
-    """Rename the finished temp folder onto dst. An existing dst (empty, or replaced under
-    overwrite) is first moved aside, and moved back if the final rename fails."""
-    if not dst.exists():
-        os.replace(tmp, dst)
-        return
-    if not any(dst.iterdir()):
-        dst.rmdir()
-        os.replace(tmp, dst)
-        return
-    if not overwrite:  # checked up front; re-checked in case dst filled up meanwhile
-        raise CompressError(f"output folder is not empty: {dst} (pass --overwrite to replace it)")
-    old = dst.parent / f".{dst.name}.old-{uuid.uuid4().hex[:8]}"
-    os.replace(dst, old)
-    try:
-        os.replace(tmp, dst)
-    except BaseException:
-        os.replace(old, dst)
-        raise
-    shutil.rmtree(old, ignore_errors=True)
