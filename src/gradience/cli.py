@@ -100,10 +100,24 @@ def _parse_ranks(text: str | None) -> list[int] | None:
     return ranks
 
 
+def _notes_to_stderr() -> None:
+    """Library notes (e.g. 'removed … left by an interrupted run') reach the user as stderr lines."""
+    import logging
+
+    logger = logging.getLogger("gradience")
+    if not any(getattr(h, "_gradience", False) for h in logger.handlers):
+        handler = logging.StreamHandler()  # sys.stderr at the time of each record
+        handler.setFormatter(logging.Formatter("note: %(message)s"))
+        handler._gradience = True  # type: ignore[attr-defined]
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+
+
 @app.callback(invoke_without_command=True)
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
+    _notes_to_stderr()
     if version:
         from gradience import __version__
 
@@ -406,7 +420,21 @@ def bench_plan(
     _guarded(body, verbose)
 
 
+def _exit_on_sigterm() -> None:
+    """SIGTERM (a scheduler's or `kill`'s) unwinds like Ctrl-C: `finally` blocks remove scratch."""
+    import signal
+
+    def handler(signum: int, frame: Any) -> None:
+        raise SystemExit(128 + signum)
+
+    try:
+        signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread (embedded use): leave the host's handler alone
+        pass
+
+
 def main() -> None:
+    _exit_on_sigterm()
     app()
 
 

@@ -90,6 +90,7 @@ class _Store:
             raise AdapterError(f"missing weights file: {path}")
         if path.stat().st_size == 0:
             raise AdapterError(f"empty weights file: {path}")
+        _refuse_holes(path)
         self._sd: dict[str, torch.Tensor] | None = None
         self._meta: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
         self._scratch = torch.empty(0, dtype=torch.uint8)
@@ -166,6 +167,24 @@ class _Store:
 
     def get(self, key: str) -> torch.Tensor:
         return self.get_many([key])[0]
+
+
+def _refuse_holes(path: Path) -> None:
+    """A sparse file claims bytes it does not hold (its holes read as zeros): a 16 KB file can
+    claim a 1 GiB tensor. Refuse it before anything is mapped or allocated, so memory stays
+    bounded by data really on disk. PEFT and safetensors write files without holes."""
+    with open(path, "rb") as fh:
+        size = os.fstat(fh.fileno()).st_size
+        try:
+            hole = os.lseek(fh.fileno(), 0, os.SEEK_HOLE)
+        except (OSError, AttributeError):  # no SEEK_HOLE here: every byte counts as data
+            return
+    if hole < size:
+        raise AdapterError(
+            f"{path} is a sparse file: it claims {size:,} bytes but has a hole from byte {hole:,} "
+            "(bytes not on disk); refusing to read tensors that are not there — copy it without "
+            "holes (cp --sparse=never) if it is genuine"
+        )
 
 
 @dataclass

@@ -13,14 +13,16 @@ from __future__ import annotations
 
 import json
 import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from gradience.bench.config import BenchConfig
-from gradience.bench.runs import RESULT_FILE, RunResult, RunSpec, run_job, write_json_atomic
+from gradience.bench.runs import RESULT_FILE, RunResult, RunSpec, run_job
 from gradience.bench.variants import gate_status, variant_specs
+from gradience.files import scratch_dir, write_json_atomic
+
+SCRATCH_PREFIX = "gradience-job-"  # + owner pid: a later bench sweeps those of dead processes
 
 
 @dataclass
@@ -44,8 +46,7 @@ def _collect(run_dir: Path) -> dict[str, bytes]:
 
 def execute_job(cfg: BenchConfig, spec: RunSpec, probe: JobOutput | None, smoke: bool) -> JobOutput:
     """Run one job in a scratch folder; a truncation gets its probe's adapter from ``probe``."""
-    with tempfile.TemporaryDirectory(prefix="gradience-job-") as tmp:
-        root = Path(tmp)
+    with scratch_dir(SCRATCH_PREFIX) as root:
         if spec.method == "truncate":
             if probe is None or spec.source is None:
                 raise RuntimeError(f"{spec.name}: a truncation needs its probe's output")

@@ -32,16 +32,40 @@ class BenchOutcome(BaseModel):
     text: str
 
 
-def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(path)
+def prepare_output(output: Path, inputs: list[Path], log: Any) -> bool:
+    """The bench writes into --output in place (runs as they finish, --resume reads them), so the
+    folder must be new, empty, or one a bench wrote; a folder from before markers that holds a
+    bench's layout is adopted. Returns whether this call created it."""
+    from gradience.bench.jobs import SCRATCH_PREFIX
+    from gradience.files import check_output_dir, is_ours, mark_folder, sweep_scratch
+
+    for gone in sweep_scratch(SCRATCH_PREFIX):
+        log(f"removed scratch folder {gone}, left by a killed bench")
+    legacy = output.is_dir() and (
+        (output / "bench.json").is_file() or any(output.glob("seed_*/*/result.json"))
+    )
+    if legacy and not is_ours(output):
+        mark_folder(output, "bench")
+    real = check_output_dir(output, inputs, accept_existing=True)
+    created = not real.exists()
+    real.mkdir(parents=True, exist_ok=True)
+    if not is_ours(real):
+        mark_folder(real, "bench")
+    return created
+
+
+def _discard_if_unused(output: Path) -> None:
+    """A bench that failed before writing anything leaves no empty --output behind."""
+    from gradience.files import MARKER
+
+    if output.is_dir() and [p.name for p in output.iterdir()] == [MARKER]:
+        shutil.rmtree(output, ignore_errors=True)
 
 
 def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Path]:
     """Every file of SPEC §5's output list, each written atomically."""
     from gradience.bench import markdown, plots
-    from gradience.bench.runs import write_json_atomic
+    from gradience.files import write_atomic, write_json_atomic
 
     out = run.out_dir
     probe_acc = rep.probe.accuracy
@@ -72,8 +96,8 @@ def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Pa
         "runs": [r.model_dump(mode="json") for o in run.seeds for r in [o.probe, *o.variants.values()]],
     })  # fmt: skip
     write_json_atomic(out / "bench_aggregate.json", markdown.aggregate(rep))
-    _write_text(out / "bench_aggregate.md", markdown.aggregate_md(rep))
-    _write_text(out / "bench.md", markdown.bench_md(rep, {"accuracy vs LoRA parameters": "accuracy_vs_params.png",
+    write_atomic(out / "bench_aggregate.md", markdown.aggregate_md(rep))
+    write_atomic(out / "bench.md", markdown.bench_md(rep, {"accuracy vs LoRA parameters": "accuracy_vs_params.png",
                                                           "probe energy ranks": "probe_energy_rank.png"}))  # fmt: skip
     write_json_atomic(out / "bench.json", rep.to_json())
     return [out / f for f in REPORT_FILES]
@@ -108,8 +132,14 @@ def run_bench(
 
     load_policy(cfg.compression.policy)  # a bad policy name fails before any training
     opts = RunOptions(smoke=smoke, ci=ci, resume=resume, verbose=verbose)
-    output.mkdir(parents=True, exist_ok=True)
-    run = run_protocol(cfg, output, opts, log=log)
+    inputs = [Path(cfg.task.data_dir)] if cfg.task.data_dir else []
+    created = prepare_output(output, inputs, log)
+    try:
+        run = run_protocol(cfg, output, opts, log=log)
+    except BaseException:
+        if created:
+            _discard_if_unused(output)
+        raise
     judged = judge_all(run)
     rep = build_report(run, judged, run.data)
     rep.summary.recommendation = recommendation(rep)

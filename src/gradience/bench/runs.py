@@ -12,9 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import os
 import shutil
-import tempfile
 import time
 import warnings
 from datetime import datetime, timezone
@@ -25,6 +23,7 @@ from pydantic import BaseModel, Field
 
 from gradience.bench.config import BenchConfig, resolve_model_path
 from gradience.bench.training import SplitEval, TrainStats
+from gradience.files import write_json_atomic
 
 RESULT_FILE = "result.json"
 
@@ -62,20 +61,6 @@ class RunResult(BaseModel):
     train: TrainStats | None = None
     wall_s: float = 0.0
     finished_at: str = ""
-
-
-def write_json_atomic(path: Path, obj: Any) -> None:
-    """Write to a temporary file beside ``path`` and rename: readers never see half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(obj, fh, indent=2, default=str)
-            fh.write("\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def scaled_alpha(cfg: BenchConfig, rank: int) -> float:

@@ -86,7 +86,9 @@ def check_output_dir(
                 f"output folder {dst} contains the input {src}: writing it could delete the input"
             )
         if s in real.parents:
-            raise OutputPathError(f"output folder {dst} is inside the input {src}; choose a folder outside it")
+            raise OutputPathError(
+                f"output folder {dst} is inside the input {src}; choose a folder outside it"
+            )
     if real.is_dir() and not _is_empty_dir(real):
         if not (overwrite or accept_existing):
             raise OutputPathError(f"output folder is not empty: {dst} ({overwrite_hint})")
@@ -162,7 +164,9 @@ def _publish(tmp: Path, real: Path, overwrite: bool) -> None:
         checkpoint("outdir:published")
         return
     if not overwrite or not is_ours(real):  # re-checked: it may have changed since the first check
-        raise OutputPathError(f"output folder {real} is no longer one Gradience wrote; refusing to replace it")
+        raise OutputPathError(
+            f"output folder {real} is no longer one Gradience wrote; refusing to replace it"
+        )
     if _exchange(tmp, real):
         checkpoint("outdir:exchanged")
         shutil.rmtree(tmp)  # tmp now holds the old folder

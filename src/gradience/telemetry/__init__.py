@@ -33,8 +33,8 @@ def append_event_to_run(path: str | os.PathLike[str], event: str, payload: Mappi
 
     The run_id and step are those of the file's last event (latest non-null step of that
     run), so e.g. `gradience audit --append run.jsonl` lands in the run it audits. A missing
-    file is an error (a typo must not silently start a new file); an empty file or one with
-    no valid event gets a fresh uuid4 run_id and step None.
+    file is an error (a typo must not silently start a new file); an empty file gets a fresh
+    uuid4 run_id and step None; a file that is not telemetry is refused, unchanged.
     """
     p = Path(path)
     if not p.exists():

@@ -147,6 +147,8 @@ def read_telemetry(path: str | os.PathLike[str], strict: bool = False) -> Teleme
         raise TelemetryError(f"telemetry file not found: {p}")
     if p.is_dir():
         raise TelemetryError(f"telemetry path is a directory, not a JSONL file: {p}")
+    if not p.is_file():  # a device or FIFO: /dev/zero would be read forever
+        raise TelemetryError(f"telemetry path is not a regular file: {p}")
     try:
         data = p.read_bytes()
     except OSError as exc:

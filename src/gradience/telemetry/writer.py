@@ -3,7 +3,9 @@
 Why it looks like this: a run file is evidence, so the writer never truncates it (a
 second writer appends a second run), and each line goes out in one `os.write` on an
 `O_APPEND` descriptor so that concurrent writers and crashes never interleave or tear
-lines. Values are converted to plain JSON (enum values, never reprs) and long strings
+lines. Appending to an existing file first checks that it is telemetry (a notes file is
+refused, unchanged) and closes a torn last line left by a crash, so the new event is not
+glued onto the fragment; a write that fails part-way (disk full) is cut back off. Values are converted to plain JSON (enum values, never reprs) and long strings
 are redacted unless text is allowed, so a prompt or a dataset row cannot leak into a log.
 """
 
@@ -23,6 +25,8 @@ from types import TracebackType
 from typing import Any
 
 from pydantic import BaseModel, ValidationError
+
+from gradience.files import append_bytes, open_append
 
 from .errors import TelemetryError
 from .schema import (
@@ -88,21 +92,38 @@ def encode_line(record: Mapping[str, Any]) -> bytes:
     return (json.dumps(record, ensure_ascii=False, allow_nan=True, separators=(",", ":")) + "\n").encode()
 
 
-def write_line(path: str | os.PathLike[str], data: bytes, fsync: bool = False) -> None:
-    """Append one pre-encoded line with a single write on an O_APPEND descriptor."""
-    fd = os.open(os.fspath(path), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+TELEMETRY_PREFIX = encode_line({"schema": SCHEMA})[:-2]  # how every line this writer emits begins
+
+
+def check_appendable(fd: int, path: str | os.PathLike[str]) -> None:
+    """Refuse to append telemetry to a file whose existing content is not telemetry.
+
+    Reads only up to the first line that is a telemetry event (usually line 1). An empty or
+    blank file is fine, and so is one holding just a torn first line of ours."""
+    size, pos, tail, content = os.fstat(fd).st_size, 0, b"", False
+    while pos < size:
+        chunk = os.pread(fd, 1 << 16, pos)
+        if not chunk:
+            break
+        pos += len(chunk)
+        *lines, tail = (tail + chunk).split(b"\n")
+        for line in lines:
+            content = content or bool(line.strip())
+            if line.startswith(b"{") and _is_event(line):
+                return
+    if not (content or tail.strip()) or (not content and tail.startswith(TELEMETRY_PREFIX)):
+        return
+    raise TelemetryError(
+        f"{os.fspath(path)} is not a telemetry file (no {SCHEMA} event in it); not appending"
+    )
+
+
+def _is_event(line: bytes) -> bool:
     try:
-        _write_all(fd, data, fsync)
-    finally:
-        os.close(fd)
-
-
-def _write_all(fd: int, data: bytes, fsync: bool) -> None:
-    written = os.write(fd, data)
-    while written < len(data):  # regular files do not short-write in practice; be correct anyway
-        written += os.write(fd, data[written:])
-    if fsync:
-        os.fsync(fd)
+        obj = json.loads(line)
+    except ValueError:
+        return False
+    return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 
 
 class TelemetryWriter:
@@ -136,7 +157,13 @@ class TelemetryWriter:
     def _open(self) -> int:
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = open_append(self.path)
+            try:
+                check_appendable(fd, self.path)
+            except BaseException:
+                os.close(fd)
+                raise
+            self._fd = fd
         return self._fd
 
     def close(self) -> None:
@@ -161,7 +188,11 @@ class TelemetryWriter:
         record.update({k: v for k, v in body.items() if k not in record})
         data = encode_line(record)
         with self._lock:
-            _write_all(self._open(), data, self.fsync)
+            fd = self._open()
+            try:
+                append_bytes(fd, data, fsync=self.fsync)
+            except OSError as exc:  # name the file: a bare ENOSPC does not say where
+                raise OSError(exc.errno, exc.strerror, os.fspath(self.path)) from exc
         if event == "run_start":
             self.started, self.ended = True, False
         elif event == "run_end":

@@ -58,10 +58,16 @@ class InlineRunner:
 
 def _worker_main(conn: Any, threads: int) -> None:
     """A worker's loop: receive a job, report it started, send its output (or its error)."""
+    import signal
+
     import torch
 
     from gradience.bench import training
 
+    def terminate(signum: int, frame: Any) -> None:  # unwind, so the job's scratch folder goes too
+        raise SystemExit(128 + signum)
+
+    signal.signal(signal.SIGTERM, terminate)
     torch.set_num_threads(threads)
     current = {"key": ""}
 
