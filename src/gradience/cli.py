@@ -15,6 +15,31 @@ from pathlib import Path
 from typing import Any
 
 import typer
+from typer.core import TyperGroup
+
+
+class _OneLineUsageErrors(TyperGroup):
+    """A usage error (typo'd flag, missing value) is one `error:` line and exit 2, not a box."""
+
+    def main(self, *args: Any, standalone_mode: bool = True, **kwargs: Any) -> Any:
+        if not standalone_mode:
+            return super().main(*args, standalone_mode=False, **kwargs)
+        try:
+            code = super().main(*args, standalone_mode=False, **kwargs)
+        except typer.Abort:
+            typer.echo("aborted", err=True)
+            sys.exit(1)
+        except typer.TyperException as exc:  # typer's vendored click errors
+            if type(exc).__name__ == "NoArgsIsHelpError":
+                exc.show()  # type: ignore[attr-defined]
+            else:
+                ctx = getattr(exc, "ctx", None)
+                where = ctx.command_path if ctx is not None else "gradience"
+                msg = exc.format_message() if hasattr(exc, "format_message") else str(exc)
+                typer.echo(f"error: {msg} (see {where} --help)".splitlines()[0], err=True)
+            sys.exit(getattr(exc, "exit_code", 2))
+        sys.exit(code if isinstance(code, int) else 0)
+
 
 app = typer.Typer(
     name="gradience",
@@ -22,6 +47,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineUsageErrors,
 )
 
 
@@ -63,6 +89,7 @@ def _guarded(fn: Callable[[], int | None], verbose: bool = False) -> None:
     Bad input or any OS error (missing, read-only, disk full, …) → one line, exit 2; a genuine
     bug → one line, exit 3, so no crash can pose as a failed check (exit 1). Tracebacks only
     with --verbose."""
+    _notes_to_stderr()
     try:
         code = fn() or 0
     except typer.Exit:
@@ -117,7 +144,6 @@ def _notes_to_stderr() -> None:
 def _root(
     version: bool = typer.Option(False, "--version", help="Print the version and exit."),
 ) -> None:
-    _notes_to_stderr()
     if version:
         from gradience import __version__
 
@@ -311,6 +337,7 @@ bench_app = typer.Typer(
     help="Benchmark compressed variants against a probe, with honest verdicts; `bench plan` sizes the run.",
     add_completion=False,
     pretty_exceptions_enable=False,
+    cls=_OneLineUsageErrors,
 )
 app.add_typer(bench_app, name="bench")
 
@@ -387,8 +414,8 @@ def bench_plan(
     policy: str | None = typer.Option(
         None, help="Policy whose point-estimate rule is shown beside (safe_uniform)."
     ),
-    config: Path | None = typer.Option(
-        None, "--config", help="Bench YAML: seeds, eval_samples, acc_tolerance, policy."
+    config: str | None = typer.Option(
+        None, "--config", help="Bench YAML or built-in name: its seeds, eval items, acc_tolerance, policy."
     ),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     verbose: bool = typer.Option(False, "--verbose"),
@@ -398,17 +425,21 @@ def bench_plan(
     def body() -> int:
         from gradience.verdicts import plan, render_plan
 
+        given: dict[str, Any] = {}
+        if config is not None:  # the bench validates its own config; flags given here win
+            from gradience.bench.config import load_config, planner_budget
+
+            given = planner_budget(load_config(config))
         result = plan(
-            margin,
+            margin if margin is not None else given.get("margin"),
             power,
             baseline_acc,
             discordance,
             seed_sd,
-            eval_items,
-            seeds,
+            eval_items if eval_items is not None else given.get("eval_items"),
+            seeds if seeds is not None else given.get("n_seeds"),
             confidence,
-            policy=policy,
-            config=config,
+            policy=policy if policy is not None else given.get("policy"),
             item_share=item_share,
         )
         if as_json:
@@ -433,8 +464,13 @@ def _exit_on_sigterm() -> None:
         pass
 
 
-def main() -> None:
+def prepare_process() -> None:
+    """What a console entry point sets up before running a command."""
     _exit_on_sigterm()
+
+
+def main() -> None:
+    prepare_process()
     app()
 
 

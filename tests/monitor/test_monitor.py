@@ -181,13 +181,19 @@ def test_partial_run_without_run_end(tmp_path: Path) -> None:
     assert res.exit_code == 0 and "no run_end" in res.stdout
 
 
-@pytest.mark.parametrize(("content", "exists"), [(None, False), ("", True)])
-def test_cli_bad_or_empty_input(tmp_path: Path, content: str | None, exists: bool) -> None:
+@pytest.mark.parametrize(
+    ("content", "needle"),
+    [
+        (None, "telemetry file not found"),
+        ("", "it is empty"),  # no valid event at all is bad input, not a run with issues
+        ('{"schema": "gradience.bench/v1", "probe": {}}\n', "1 line(s) are not"),  # a bench.json
+        ("notes\nmore notes\n", "2 line(s) are not"),
+    ],
+)
+def test_cli_bad_or_empty_input(tmp_path: Path, content: str | None, needle: str) -> None:
     path = tmp_path / "run.jsonl"
-    if exists:
-        path.write_text(content or "")
+    if content is not None:
+        path.write_text(content)
     res = runner.invoke(app, ["monitor", str(path)])
-    if exists:  # an empty file is a run with no events yet: summarised, not an error
-        assert res.exit_code == 0, res.output
-    else:
-        assert res.exit_code == 2 and res.stderr.startswith("error: telemetry file not found")
+    assert res.exit_code == 2 and res.stderr.startswith("error:") and needle in res.stderr
+    assert res.stderr.count("\n") == 1

@@ -42,12 +42,35 @@ def test_text_plan_and_unreachable_budget_exits_1() -> None:
     assert json.loads(short.stdout)["reachable"] is False
 
 
+BENCH = "model: {name: m}\nlora: {target_modules: [query]}\n"
+
+
 def test_config_flag(tmp_path: Path) -> None:
     cfg = tmp_path / "bench.yaml"
-    cfg.write_text("task: {eval_samples: 2500}\ncompression: {seeds: [1, 2, 3]}\n")
+    cfg.write_text(
+        BENCH + "train: {eval_samples: 2500}\ncompression: {seeds: [1, 2, 3], acc_tolerance: 0.03}\n"
+    )
     result = bench_plan("--baseline-acc", "0.83", "--config", str(cfg), "--json")
     data = json.loads(result.stdout)
     assert result.exit_code == 0 and (data["given_seeds"], data["given_eval_items"]) == (3, 2500)
+    assert data["margin"] == 0.03
+    flags = json.loads(bench_plan("--baseline-acc", "0.83", "--config", str(cfg), "--seeds", "5",
+                                  "--eval-items", "900", "--margin", "0.02", "--json").stdout)  # fmt: skip
+    assert (flags["given_seeds"], flags["given_eval_items"], flags["margin"]) == (5, 900, 0.02)  # flags win
+
+
+def test_builtin_certification_config_judges_its_2000_items() -> None:
+    data = json.loads(
+        bench_plan("--baseline-acc", "0.83", "--config", "minilm_sst2_certify", "--json").stdout
+    )
+    assert (data["given_seeds"], data["given_eval_items"]) == (3, 2000)
+
+
+def test_config_on_the_validation_split_leaves_items_to_the_data(tmp_path: Path) -> None:
+    cfg = tmp_path / "bench.yaml"
+    cfg.write_text(BENCH + "task: {eval_split: validation}\n")
+    data = json.loads(bench_plan("--baseline-acc", "0.83", "--config", str(cfg), "--json").stdout)
+    assert data["given_eval_items"] is None
 
 
 @pytest.mark.parametrize(
@@ -66,8 +89,10 @@ def test_bad_policy_file_is_one_line_exit_2(tmp_path: Path, policy_text: str, fr
 
 def test_bad_policy_from_config_and_bad_arguments(tmp_path: Path) -> None:
     cfg = tmp_path / "bench.yaml"
-    cfg.write_text("compression: {policy: missing_policy.yaml}\n")
+    cfg.write_text(BENCH + "compression: {policy: missing_policy.yaml}\n")
     assert_bad_input(bench_plan("--baseline-acc", "0.83", "--config", str(cfg)), "policy file not found")
+    cfg.write_text(BENCH + "task: {eval_samples: 2000}\n")  # the shape the planner once read: rejected
+    assert_bad_input(bench_plan("--baseline-acc", "0.83", "--config", str(cfg)), "task.eval_samples")
     assert_bad_input(bench_plan("--baseline-acc", "0.83", "--discordance", "0.9"), "discordance")
     assert_bad_input(bench_plan("--baseline-acc", "0.83", "--policy", "nope"), "unknown policy 'nope'")
 

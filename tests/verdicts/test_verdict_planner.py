@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,11 +12,9 @@ from gradience.verdicts import (
     PolicyError,
     crossed_interval,
     known_variance_power,
-    load_policy,
     ni_pass_probability,
     plan,
     point_rule_pass_probability,
-    read_bench_budget,
 )
 from gradience.verdicts.simulate import simulate_correctness
 
@@ -114,42 +111,6 @@ def test_fixed_seeds_or_items() -> None:
     assert noisy.recommended_eval_items is None and not noisy.reachable
 
 
-def test_bench_config_supplies_the_budget(tmp_path: Path) -> None:
-    cfg = tmp_path / "bench.yaml"
-    cfg.write_text(
-        "bench_version: '1'\ntask: {dataset: glue, eval_samples: 872}\n"
-        "compression: {seeds: [1, 2, 3, 4, 5], acc_tolerance: 0.03, policy: noninferiority}\n"
-    )
-    budget = read_bench_budget(cfg)
-    assert (budget.n_seeds, budget.eval_items, budget.acc_tolerance, budget.policy) == (
-        5,
-        872,
-        0.03,
-        "noninferiority",
-    )
-    p = plan(None, 0.8, 0.83, config=cfg)
-    assert (p.margin, p.policy, p.given_seeds, p.given_eval_items) == (0.03, "noninferiority", 5, 872)
-    assert plan(0.02, 0.8, 0.83, eval_items=2000, config=cfg).margin == 0.02  # explicit wins
-    assert plan(None, 0.8, 0.83).margin == load_policy("safe_uniform").margin
-
-
-@pytest.mark.parametrize(
-    "text, fragment",
-    [
-        ("- 1\n", "must be a YAML mapping"),
-        ("compression: {seeds: three}\n", "compression.seeds"),
-        ("task: {eval_samples: 1}\n", "task.eval_samples"),
-        ("compression: [1]\n", "'compression' must be a mapping"),
-        ("task: {eval_samples: [\n", "invalid YAML"),
-    ],
-)
-def test_bad_bench_config(tmp_path: Path, text: str, fragment: str) -> None:
-    cfg = tmp_path / "bad.yaml"
-    cfg.write_text(text)
-    with pytest.raises(PolicyError, match=fragment):
-        plan(None, 0.8, 0.83, config=cfg)
-
-
 def test_bad_arguments() -> None:
     with pytest.raises(PolicyError, match="discordance"):
         plan(0.025, 0.8, 0.83, discordance=0.5)
@@ -161,8 +122,6 @@ def test_bad_arguments() -> None:
         plan(0.025, 0.8, 0.83, eval_items=1)
     with pytest.raises(PolicyError, match="baseline"):
         plan(0.025, 0.8, 1.0)
-    with pytest.raises(PolicyError, match="not found"):
-        plan(0.025, 0.8, 0.83, config="/nonexistent/bench.yaml")
 
 
 def test_unshared_flips_reduce_to_an_exact_t_test() -> None:

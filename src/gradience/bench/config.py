@@ -190,6 +190,18 @@ def parse_config(data: Any, source: str = "<dict>") -> BenchConfig:
         raise BenchInputError(_format_error(err, source)) from None
 
 
+def planner_budget(cfg: BenchConfig) -> dict[str, Any]:
+    """What a validated bench config fixes for `gradience bench plan`: distinct seeds, the
+    eval items it judges (None when they are the validation split, sized by the data), the
+    margin override and the policy."""
+    return {
+        "n_seeds": len(set(cfg.seeds)),
+        "eval_items": cfg.train.eval_samples if cfg.task.eval_split == "heldout" else None,
+        "margin": cfg.compression.acc_tolerance,
+        "policy": cfg.compression.policy,
+    }
+
+
 def load_config(name_or_path: str | Path) -> BenchConfig:
     path = resolve_config_path(name_or_path)
     try:

@@ -168,11 +168,13 @@ def _stderr_log() -> Any:
 
 def main(argv: list[str] | None = None) -> None:
     """Entry-point shim: the flags and exit codes are exactly those of ``gradience bench``."""
-    from gradience.cli import app
+    import typer
 
-    app(
-        args=["bench", *(sys.argv[1:] if argv is None else argv)],
-        prog_name="python -m gradience.bench.run_bench",
+    from gradience.cli import bench_app, prepare_process  # the console entry point, not a library use
+
+    prepare_process()
+    typer.main.get_command(bench_app).main(
+        args=sys.argv[1:] if argv is None else argv, prog_name="python -m gradience.bench.run_bench"
     )
 
 

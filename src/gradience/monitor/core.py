@@ -15,7 +15,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from gradience.check import Recommendation, config_from_snapshot, evaluate_config, finalize, rec
-from gradience.telemetry import Severity, TelemetrySummary, read_telemetry, summarize
+from gradience.telemetry import SCHEMA, Severity, TelemetryError, TelemetrySummary, read_telemetry, summarize
 
 DEFAULT_GAP_THRESHOLD = 1.5
 
@@ -53,8 +53,15 @@ class MonitorReport(BaseModel):
 def monitor_run(
     path: str | os.PathLike[str], gap_threshold: float = DEFAULT_GAP_THRESHOLD, strict: bool = False
 ) -> MonitorReport:
-    """Read (tolerantly unless `strict`), summarise, and derive alerts and recommendations."""
-    return analyse(summarize(read_telemetry(path, strict=strict)), gap_threshold)
+    """Read (tolerantly unless `strict`), summarise, and derive alerts and recommendations.
+
+    A file with no valid event at all (empty, or not telemetry: a bench.json, a notes file) is
+    bad input, not a run with many issues."""
+    log = read_telemetry(path, strict=strict)
+    if not log.events:
+        why = f"its {len(log.issues)} line(s) are not {SCHEMA} events" if log.issues else "it is empty"
+        raise TelemetryError(f"no telemetry events in {path}: {why}")
+    return analyse(summarize(log), gap_threshold)
 
 
 def analyse(s: TelemetrySummary, gap_threshold: float = DEFAULT_GAP_THRESHOLD) -> MonitorReport:

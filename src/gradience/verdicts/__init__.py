@@ -43,7 +43,6 @@ from gradience.verdicts.aggregate import (
     crossed_interval,
     judge_variant,
 )
-from gradience.verdicts.budget import BenchBudget, read_bench_budget
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import (
     BudgetRates,
@@ -64,7 +63,6 @@ from gradience.verdicts.policy import Policy, builtin_policies, load_policy, pol
 from gradience.verdicts.render import render_plan
 
 __all__ = [
-    "BenchBudget",
     "BudgetRates",
     "CrossedInterval",
     "DeltaRates",
@@ -88,6 +86,5 @@ __all__ = [
     "plan",
     "point_rule_pass_probability",
     "policy_from_dict",
-    "read_bench_budget",
     "render_plan",
 ]

@@ -27,7 +27,6 @@ from pathlib import Path
 import numpy as np
 from scipy import stats
 
-from gradience.verdicts.budget import read_bench_budget
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import BudgetRates, DeltaRates, PlanResult, SeedsRow
 from gradience.verdicts.notes import plan_notes
@@ -196,7 +195,6 @@ def plan(
     confidence: float | None = None,
     *,
     policy: Policy | str | Path | None = None,
-    config: str | Path | None = None,
     min_seeds: int = 3,
     max_seeds: int = 20,
     max_eval_items: int = 20_000,
@@ -205,20 +203,14 @@ def plan(
 ) -> PlanResult:
     """Seeds and eval items that reach ``power`` at true Δ = 0, and a budget's power and false-PASS rates.
 
-    Explicit arguments win over ``config`` (a bench YAML: seeds, eval_samples,
-    acc_tolerance, policy), which wins over the policy (default ``safe_uniform``, whose
-    point-estimate rule is evaluated beside the non-inferiority verdict). With neither
+    The margin defaults to the policy's (default ``safe_uniform``, whose point-estimate rule
+    is evaluated beside the non-inferiority verdict). A bench config's numbers are the
+    caller's to pass: this package never parses bench configs. With neither
     seeds nor items fixed, it recommends the fewest seeds ≥ ``min_seeds`` (training runs
     are the expensive part) whose eval set is ≤ ``max_eval_items``, rounded up.
     ``item_share`` is the fraction of item noise common to all seeds (1: the same items
     flip for every seed; 0: each seed flips its own).
     """
-    budget = read_bench_budget(config) if config is not None else None
-    if budget is not None:
-        policy = policy if policy is not None else budget.policy
-        margin = margin if margin is not None else budget.acc_tolerance
-        eval_items = eval_items if eval_items is not None else budget.eval_items
-        n_seeds = n_seeds if n_seeds is not None else budget.n_seeds
     pol = policy if isinstance(policy, Policy) else load_policy(policy or "safe_uniform")
     margin = pol.margin if margin is None else float(margin)
     confidence = check_confidence(pol.confidence if confidence is None else confidence)
