@@ -9,6 +9,7 @@ trains on. The official validation split is evaluated beside it.
 from __future__ import annotations
 
 import functools
+import logging
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -70,6 +71,9 @@ def _read_local(data_dir: Path) -> dict[str, Any]:
     # datasets' own bars would interleave with ours on stderr (and break one-line errors).
     was_disabled = datasets.utils.are_progress_bars_disabled()
     datasets.disable_progress_bars()
+    ds_logger = logging.getLogger("datasets")  # it logs the parser's error too: ours is the one line
+    level = ds_logger.level
+    ds_logger.setLevel(logging.CRITICAL)
     try:
         ds = datasets.load_dataset(
             "csv",
@@ -78,7 +82,16 @@ def _read_local(data_dir: Path) -> dict[str, Any]:
             quoting=3,
             keep_in_memory=True,
         )
+    except Exception as exc:  # ragged rows, bad encoding, …: the file is the problem, not the code
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        cause = exc.__cause__ or exc.__context__
+        detail = str(cause).strip().splitlines()[0] if cause is not None and str(cause).strip() else ""
+        raise BenchInputError(
+            f"cannot read the TSV files in {data_dir} ({(detail or first)[:200]}); GLUE format is a header "
+            "row and tab-separated columns, the same number in every row"
+        ) from None
     finally:
+        ds_logger.setLevel(level)
         if not was_disabled:
             datasets.enable_progress_bars()
     return dict(ds)
@@ -137,10 +150,25 @@ def _tokenise(tokenizer: Any, ds: Any, rows: list[int], task: TaskConfig, name: 
     texts = [list(map(str, sub[c])) for c in task.text_fields]
     enc = tokenizer(*texts, truncation=True, max_length=MAX_LENGTH)
     keep = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
-    labels = [int(x) for x in sub[task.label_field]]
+    labels = [_label(x, task.label_field, name) for x in sub[task.label_field]]
     if any(lab < 0 for lab in labels):
         raise BenchInputError(f"{name} split has unlabelled rows (label < 0); the bench needs labelled items")
     return Split(name, list(rows), {k: enc[k] for k in keep}, labels)
+
+
+def _label(value: Any, field: str, split: str) -> int:
+    """Class labels are the integers 0..K-1 (GLUE's encoding); anything else is bad data."""
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer, float, str)):
+        raise BenchInputError(f"{split} split: label column '{field}' has a non-integer value {value!r}")
+    try:
+        as_float = float(value)
+        if not as_float.is_integer():
+            raise ValueError
+        return int(as_float)
+    except (ValueError, OverflowError):
+        raise BenchInputError(
+            f"{split} split: label column '{field}' holds {value!r}; labels must be integers 0..K-1"
+        ) from None
 
 
 @functools.lru_cache(maxsize=4)
