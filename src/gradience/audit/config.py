@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
 from gradience.audit.errors import AdapterError
+from gradience.files import MalformedInput, loads_json, read_text
 
 # Adapter types whose weights are not a B·A pair of plain matrices: refuse them by name, with why.
 UNSUPPORTED_TYPES = {
@@ -41,18 +41,24 @@ def pattern_key(keys: list[str], module: str) -> str | None:
     return None
 
 
+MAX_RANK = 1 << 20  # beyond any layer width a LoRA has been trained at
+MAX_ALPHA = 1e9  # |α|: larger scales overflow float64 spectra of any real update
+Rank = Annotated[int, Field(ge=1, le=MAX_RANK)]
+Alpha = Annotated[float, Field(ge=-MAX_ALPHA, le=MAX_ALPHA, allow_inf_nan=False)]
+
+
 class AdapterConfig(BaseModel):
-    """The fields of a PEFT LoraConfig that change what a layer's update is."""
+    """The fields of a PEFT LoraConfig that change what a layer's update is (meaningful ranges only)."""
 
     model_config = ConfigDict(extra="ignore")
 
     peft_type: str = "LORA"
-    r: int = 8
-    lora_alpha: float = 8.0
+    r: int = Field(8, le=MAX_RANK)
+    lora_alpha: Alpha = 8.0
     use_rslora: bool = False
     use_dora: bool = False
-    rank_pattern: dict[str, int] = Field(default_factory=dict)
-    alpha_pattern: dict[str, float] = Field(default_factory=dict)
+    rank_pattern: dict[str, Rank] = Field(default_factory=dict)
+    alpha_pattern: dict[str, Alpha] = Field(default_factory=dict)
     fan_in_fan_out: bool = False
     modules_to_save: list[str] | None = None
     target_modules: list[str] | str | None = None
@@ -81,9 +87,9 @@ def load_adapter_config(path: Path) -> AdapterConfig:
     if not path.is_file():
         raise AdapterError(f"missing adapter config: {path}")
     try:
-        raw = json.loads(path.read_text(encoding="utf-8"))
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise AdapterError(f"invalid JSON in {path}: {exc}") from None
+        raw = loads_json(read_text(path, "adapter config"), str(path))
+    except MalformedInput as exc:
+        raise AdapterError(str(exc)) from None
     if not isinstance(raw, dict):
         raise AdapterError(f"{path} must hold a JSON object, got {type(raw).__name__}")
     peft_type = str(raw.get("peft_type", "LORA")).upper()

@@ -119,14 +119,21 @@ class _Store:
 
     def _load_pickle_free(self) -> None:
         try:
-            sd = torch.load(str(self.path), map_location="cpu", weights_only=True, mmap=True)
+            # Read whole, not mmap-ed: only a full read checks every record (a corrupt record that
+            # the audit never touches, e.g. the head, would otherwise pass unnoticed).
+            sd = torch.load(str(self.path), map_location="cpu", weights_only=True)
         except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
             msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             raise AdapterError(
                 f"refused to load {self.path}: not a plain tensor file readable with weights_only=True ({msg})"
             ) from None
-        if not isinstance(sd, dict) or not all(isinstance(v, torch.Tensor) for v in sd.values()):
-            raise AdapterError(f"{self.path} does not hold a dict of tensors")
+        if not isinstance(sd, dict) or not all(
+            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
+        ):
+            raise AdapterError(f"{self.path} does not hold a dict of named tensors")
+        odd = next((k for k, v in sd.items() if v.dtype not in _ST_DTYPES.values()), None)
+        if odd is not None:
+            raise AdapterError(f"tensor {odd!r} in {self.path} has unsupported dtype {sd[odd].dtype}")
         self._sd = sd
         self._keys = list(sd)
 
@@ -291,6 +298,8 @@ def _pair(store: _Store, config: AdapterConfig, path: Path) -> tuple[list[LayerS
         a_shape, b_shape = store.shape(a_key), store.shape(b_key)
         if len(a_shape) < 2 or len(b_shape) < 2:
             raise AdapterError(f"module {name}: LoRA factors must be matrices, got {a_shape} and {b_shape}")
+        if 0 in a_shape or 0 in b_shape:
+            raise AdapterError(f"module {name}: a LoRA factor has an empty dimension ({a_shape}, {b_shape})")
         r_a, r_b = a_shape[0], b_shape[1]
         if r_a != r_b:
             raise AdapterError(

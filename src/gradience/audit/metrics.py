@@ -9,9 +9,16 @@ import numpy as np
 ENERGY_THRESHOLDS = (0.90, 0.95, 0.99)
 
 
+def _unit(sigma: np.ndarray) -> np.ndarray:
+    """σ / σ_max: every ratio below is scale-free, and squaring σ near 1e154+ would overflow."""
+    s = np.asarray(sigma, dtype=np.float64)
+    top = float(s.max()) if s.size else 0.0
+    return s / top if top > 0 and math.isfinite(top) else s
+
+
 def energy_rank(sigma: np.ndarray, t: float) -> int:
     """Smallest k with Σ_{i≤k} σ_i² ≥ t·Σσ² (0 for an all-zero spectrum)."""
-    e = np.asarray(sigma, dtype=np.float64) ** 2
+    e = _unit(sigma) ** 2
     total = e.sum()
     if total <= 0.0:
         return 0
@@ -21,7 +28,7 @@ def energy_rank(sigma: np.ndarray, t: float) -> int:
 
 def stable_rank(sigma: np.ndarray) -> float:
     """‖ΔW‖²_F / σ_max²."""
-    s = np.asarray(sigma, dtype=np.float64)
+    s = _unit(sigma)
     smax = float(s.max()) if s.size else 0.0
     return float((s**2).sum() / smax**2) if smax > 0 else 0.0
 

@@ -12,10 +12,10 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gradience.bench import BenchInputError
+from gradience.files import MalformedInput, loads_yaml, read_text
 
 VariantName = Literal[
     "uniform_median",
@@ -205,10 +205,9 @@ def planner_budget(cfg: BenchConfig) -> dict[str, Any]:
 def load_config(name_or_path: str | Path) -> BenchConfig:
     path = resolve_config_path(name_or_path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
-    except yaml.YAMLError as exc:
-        first = str(exc).replace("\n", " ")
-        raise BenchInputError(f"bench config {path} is not valid YAML: {first}") from None
+        data = loads_yaml(read_text(path, "bench config"), f"bench config {path}")
+    except MalformedInput as exc:
+        raise BenchInputError(str(exc)) from None
     return parse_config(data, str(path))
 
 

@@ -9,13 +9,13 @@ than a guess, folder discovery refuses to choose between candidates, and HF's
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, Field
+
+from gradience.files import MalformedInput, loads_json, loads_yaml, read_text
 
 from .errors import CheckInputError
 
@@ -254,25 +254,13 @@ def load_mapping(path: Path, what: str) -> dict[str, Any]:
         raise CheckInputError(f"{what} is a directory, not a file: {path}")
     refuse_pickle(path)
     try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError:
-        raise CheckInputError(f"{what} {path} is not a UTF-8 text file") from None
-    if not text.strip():
-        raise CheckInputError(f"{what} {path} is empty")
-    suffix = path.suffix.lower()
-    data: Any
-    if suffix == ".json":
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise CheckInputError(f"invalid JSON in {path}: {exc.msg} (line {exc.lineno})") from None
-    else:
-        try:
-            data = yaml.safe_load(text)  # JSON is YAML too, so unknown suffixes land here
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f" (line {mark.line + 1})" if mark is not None else ""
-            raise CheckInputError(f"invalid YAML in {path}{where}") from None
+        text = read_text(path, what)
+        if not text.strip():
+            raise CheckInputError(f"{what} {path} is empty")
+        # JSON is YAML too, so unknown suffixes go to the YAML parser
+        data = loads_json(text, str(path)) if path.suffix.lower() == ".json" else loads_yaml(text, str(path))
+    except MalformedInput as exc:
+        raise CheckInputError(str(exc)) from None
     if not isinstance(data, dict):
         raise CheckInputError(f"{what} {path} must hold a mapping of keys, not {type(data).__name__}")
     return data

@@ -14,19 +14,25 @@ from .atomic import write_atomic, write_json_atomic
 from .errors import OutputPathError, describe_os_error
 from .faults import checkpoint
 from .outdir import MARKER, check_output_dir, is_ours, mark_folder, recover, staged_output
+from .parse import MalformedInput, check_depth, loads_json, loads_yaml, read_text
 from .scratch import scratch_dir, sweep_scratch
 
 __all__ = [
     "MARKER",
+    "MalformedInput",
     "OutputPathError",
     "append_bytes",
     "check_output_dir",
+    "check_depth",
     "checkpoint",
     "describe_os_error",
     "ends_torn",
     "is_ours",
+    "loads_json",
+    "loads_yaml",
     "mark_folder",
     "open_append",
+    "read_text",
     "recover",
     "scratch_dir",
     "staged_output",

@@ -9,6 +9,7 @@ actionable, keep the most severe per action, sort).
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
@@ -192,7 +193,8 @@ def audit_rules(s: TelemetrySummary) -> list[Recommendation]:
     if s.audit is None:
         return []
     m = s.audit.metrics
-    r = _int(m.get("r")) or _int(((s.config or {}).get("lora") or {}).get("r"))
+    lora = (s.config or {}).get("lora") if isinstance(s.config, dict) else None
+    r = _int(m.get("r")) or (_int(lora.get("r")) if isinstance(lora, dict) else None)
     sr, util, p90 = (
         _num(m.get("stable_rank_mean")),
         _num(m.get("utilization_mean")),
@@ -212,13 +214,19 @@ def audit_rules(s: TelemetrySummary) -> list[Recommendation]:
             )
         )
     if r and r >= 16 and ((util is not None and util < 0.25) or (p90 is not None and 0 < p90 <= r / 2)):
-        allowed = [int(k) for k in m.get("allowed_ranks") or default_allowed_ranks(r)]
+        given = m.get("allowed_ranks")
+        allowed = [k for k in map(_int, given) if k and k > 0] if isinstance(given, list) else []
+        allowed = allowed or default_allowed_ranks(r)
         k = snap_rank(p90 if p90 else 1, allowed, r)
         if k < r:
             out.append(_compress_rank(m, r, k, p90, util))
-    by_type = m.get("by_type") or {}
-    mlp_u = _num((by_type.get("mlp") or {}).get("utilization_mean"))
-    attn_u = _num((by_type.get("attn") or {}).get("utilization_mean"))
+    by_type = m.get("by_type") if isinstance(m.get("by_type"), dict) else {}
+
+    def type_util(kind: str) -> float | None:
+        row = by_type.get(kind)
+        return _num(row.get("utilization_mean")) if isinstance(row, dict) else None
+
+    mlp_u, attn_u = type_util("mlp"), type_util("attn")
     if mlp_u is not None and attn_u is not None and mlp_u < 0.10 and attn_u >= 2 * mlp_u:
         out.append(
             rec(
@@ -239,7 +247,7 @@ def _compress_rank(
     m: dict[str, Any], r: int, k: int, p90: float | None, util: float | None
 ) -> Recommendation:
     total = _int(m.get("total_lora_params"))
-    ranks = m.get("ranks") or [r]
+    ranks = m.get("ranks") if isinstance(m.get("ranks"), list) and m.get("ranks") else [r]
     saving = None
     if total and len(ranks) == 1:
         saving = total - total * k // r  # every layer at rank r: params are exactly r·(in+out) per layer
@@ -259,10 +267,17 @@ def _compress_rank(
     )
 
 
+_MAX_SIGNAL = 1e15  # beyond any rank, parameter count or utilisation a real run logs
+
+
 def _num(value: Any) -> float | None:
+    """A finite, plausibly sized telemetry number, else None (a hostile field is simply absent)."""
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         return None
-    return float(value) if value == value else None
+    if isinstance(value, int) and abs(value) > _MAX_SIGNAL:
+        return None
+    num = float(value)
+    return num if math.isfinite(num) and abs(num) <= _MAX_SIGNAL else None
 
 
 def _int(value: Any) -> int | None:

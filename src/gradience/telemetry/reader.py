@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gradience.files import MalformedInput, check_depth
+
 from .errors import TelemetryError
 from .schema import ENVELOPE_KEYS, PAYLOAD_MODELS, SCHEMA, Envelope, format_validation_error, validate_payload
 
@@ -101,7 +103,10 @@ def parse_line(raw: bytes, lineno: int, is_torn_candidate: bool) -> TelemetryEve
     except UnicodeDecodeError as exc:
         return TelemetryIssue(line=lineno, kind="encoding", message=f"not UTF-8: {exc.reason}")
     try:
-        obj = json.loads(text)
+        obj = check_depth(json.loads(text), f"line {lineno}")
+    except (RecursionError, MalformedInput) as exc:  # a hostile nest: unusable, never a crash
+        why = str(exc) if isinstance(exc, MalformedInput) else "nested too deeply to parse"
+        return TelemetryIssue(line=lineno, kind="invalid_json", message=why)
     except json.JSONDecodeError as exc:
         if is_torn_candidate:
             return TelemetryIssue(

@@ -121,7 +121,7 @@ def check_appendable(fd: int, path: str | os.PathLike[str]) -> None:
 def _is_event(line: bytes) -> bool:
     try:
         obj = json.loads(line)
-    except ValueError:
+    except (ValueError, RecursionError):
         return False
     return isinstance(obj, dict) and obj.get("schema") == SCHEMA
 

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -26,6 +25,7 @@ from pydantic import (
     model_validator,
 )
 
+from gradience.files import MalformedInput, loads_yaml, read_text
 from gradience.verdicts.errors import PolicyError
 
 _POLICY_DIR = "policies"
@@ -180,11 +180,13 @@ def load_policy(name_or_path: str | Path) -> Policy:
     if looks_like_path or Path(text_ref).is_file():
         path = Path(text_ref)
         try:
-            text = path.read_text(encoding="utf-8")
+            text = read_text(path, "policy file")
         except FileNotFoundError:
             raise PolicyError(f"policy file not found: {path}") from None
-        except (OSError, UnicodeDecodeError) as exc:
-            raise PolicyError(f"cannot read policy file {path}: {exc}") from None
+        except MalformedInput as exc:
+            raise PolicyError(str(exc)) from None
+        except OSError as exc:
+            raise PolicyError(f"cannot read policy file {path}: {exc.strerror or exc}") from None
         source, default_name = str(path), path.stem
     else:
         if text_ref not in builtin_policies():
@@ -195,12 +197,9 @@ def load_policy(name_or_path: str | Path) -> Policy:
         text = (resources.files("gradience.verdicts") / _POLICY_DIR / f"{text_ref}.yaml").read_text("utf-8")
         source, default_name = f"policy {text_ref}", text_ref
     try:
-        data = yaml.safe_load(text)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}" if mark is not None else ""
-        problem = getattr(exc, "problem", None) or type(exc).__name__
-        raise PolicyError(f"{source}: invalid YAML{where}: {problem}") from None
+        data = loads_yaml(text, source)
+    except MalformedInput as exc:
+        raise PolicyError(str(exc)) from None
     if isinstance(data, dict):
         data.setdefault("name", default_name)
     return policy_from_dict(data, source)
