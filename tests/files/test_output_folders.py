@@ -178,6 +178,7 @@ def versions(adapter_src, tmp_path_factory):
     "point, fallback, expect",
     [
         ("outdir:staged", False, "old"),
+        ("compress:weights", False, "old"),  # mid-way through the new weights file
         ("outdir:written", False, "old"),
         ("outdir:exchanged", False, "new"),  # OUT is new; the old copy waits in a temp name
         ("outdir:written", True, "old"),

@@ -19,6 +19,7 @@ from gradience.bench.config import BenchConfig, RunOptions, resolve_model_path
 from gradience.bench.jobs import JobOutput, job_key, read_output, store_output
 from gradience.bench.runs import RunResult, RunSpec, fingerprint, finished_result
 from gradience.bench.variants import GateStatus, gate_status, probe_spec
+from gradience.files import checkpoint
 
 
 @dataclass
@@ -78,6 +79,7 @@ class RunStore:
         store_output(self.path(out.result.spec), out)
         self.results[job_key(out.result.spec.seed, out.result.spec.name)] = out.result
         _log_result(out.result, self.log)
+        checkpoint("bench:between_runs")
 
     def fail(self, key: str, why: str) -> None:
         self.failed[key] = why

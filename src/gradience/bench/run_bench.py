@@ -65,7 +65,7 @@ def _discard_if_unused(output: Path) -> None:
 def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Path]:
     """Every file of SPEC §5's output list, each written atomically."""
     from gradience.bench import markdown, plots
-    from gradience.files import write_atomic, write_json_atomic
+    from gradience.files import checkpoint, write_atomic, write_json_atomic
 
     out = run.out_dir
     probe_acc = rep.probe.accuracy
@@ -81,6 +81,7 @@ def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Pa
     pattern = (first.get("suggestions", {}).get("per_layer", {}) or {}).get("rank_pattern") or {}
     plots.energy_ranks(first.get("layers", []), rep.probe.rank, pattern, out / "probe_energy_rank.png")
     write_json_atomic(out / "verdicts.json", {n: j.raw for n, j in judged.items()})
+    checkpoint("bench:reports")
     write_json_atomic(out / "compression_configs.json", {
         f"seed_{o.seed}": {
             "probe": o.probe.spec.model_dump(mode="json"),

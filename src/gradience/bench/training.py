@@ -21,6 +21,7 @@ from pydantic import BaseModel
 
 from gradience.bench import BenchInputError
 from gradience.bench.tasks import Split, collate, eval_batches
+from gradience.files import checkpoint
 
 WARMUP_FRACTION = 0.06  # of max_steps, linear warmup then linear decay to 0
 MAX_GRAD_NORM = 1.0
@@ -182,6 +183,8 @@ def train_lora(
             sched.step()
             opt.zero_grad(set_to_none=True)
             losses.append(float(loss.detach()))
+            if step == 2:
+                checkpoint("bench:training")  # crash-safety tests kill here, mid-run
             if writer is not None and (step % log_every == 0 or step == steps):
                 epoch = step * batch_size / len(data)
                 writer.train_step(

@@ -27,7 +27,7 @@ from gradience.compress.peft_config import LayerTarget, build_config, exact_alph
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
 from gradience.compress.st_writer import DTYPE_CODES, SafetensorsStreamWriter
-from gradience.files import check_output_dir, staged_output
+from gradience.files import check_output_dir, checkpoint, staged_output
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
@@ -189,6 +189,7 @@ def _write_weights(
                     la.b_key: b2.to(_TORCH_DTYPES[meta[la.b_key][0]]).reshape(shapes[la.b_key]),
                 }
             writer.write(key, pending[la.name].pop(key))
+            checkpoint("compress:weights")  # crash-safety tests kill here, mid-file
             if not pending[la.name]:
                 del pending[la.name]
     alpha = {t.name: t.alpha for t in targets}
