@@ -99,3 +99,16 @@ def test_verbose_adds_reasons_suggestions_and_sources(tmp_path: Path) -> None:
     assert quiet.exit_code == loud.exit_code == 2
     assert "Traceback" not in quiet.stderr and len(quiet.stderr.strip().splitlines()) == 1
     assert "Traceback" in loud.stderr and "invalid JSON" in loud.stderr
+
+
+def test_rslora_scale_is_alpha_over_sqrt_r(tmp_path: Path) -> None:
+    """The check uses PEFT's scale: with use_rslora, α=8 at r=16 is 8/√16 = 2 (fires), not 8/16 = 0.5."""
+    peft = tmp_path / "adapter_config.json"
+    peft.write_text(json.dumps({"lora_alpha": 8, "use_rslora": True}))
+    out = check_json(*HR, "--peft", str(peft))
+    assert "consider_lower_alpha_over_r" in actions(out)
+    peft.write_text(json.dumps({"lora_alpha": 8, "use_rslora": False}))
+    assert "consider_lower_alpha_over_r" not in actions(check_json(*HR, "--peft", str(peft)))
+    peft.write_text(json.dumps({"lora_alpha": 8, "use_rslora": True}))
+    res = check(*HR, "--peft", str(peft))
+    assert re.search(r"^\s*alpha/sqrt\(r\)\s+2\s*$", res.stdout, re.MULTILINE), res.stdout

@@ -26,7 +26,7 @@ def test_aliases_in_a_flat_file(tmp_path: Path) -> None:
         )
     )
     assert (cfg.lr, cfg.alpha, cfg.r, cfg.weight_decay) == (1e-4, 16.0, 8, 0.01)
-    assert cfg.target_modules == ["q_proj", "v_proj"] and cfg.effective_alpha_over_r == 2.0
+    assert cfg.target_modules == ["q_proj", "v_proj"] and cfg.update_scale == 2.0
 
 
 def test_nested_yaml_bench_style(tmp_path: Path) -> None:

@@ -9,9 +9,11 @@ import pytest
 import torch
 from compress_helpers import lora_modules
 
+from gradience.audit import alpha_for_scale as exact_alpha
 from gradience.audit import audit_adapter
+from gradience.audit import lora_scale as peft_scale
 from gradience.compress import CompressError, CompressionPlan, compress_adapter
-from gradience.compress.peft_config import exact_alpha, pattern_keys, peft_scale
+from gradience.compress.peft_config import pattern_keys
 from tiny_models import make_adapter, peft_delta_weights
 
 

@@ -11,10 +11,16 @@ Public API:
 """
 
 from gradience.audit.classify import module_type
-from gradience.audit.config import AdapterConfig, load_adapter_config, pattern_key
+from gradience.audit.config import (
+    AdapterConfig,
+    alpha_for_scale,
+    load_adapter_config,
+    lora_scale,
+    pattern_key,
+)
 from gradience.audit.core import audit_adapter, audit_layer
 from gradience.audit.errors import AdapterError
-from gradience.audit.io import Adapter, LayerSpec, open_adapter
+from gradience.audit.io import Adapter, LayerSpec, open_adapter, split_key, strip_prefix
 from gradience.audit.live import audit_model
 from gradience.audit.metrics import energy_rank, percentile
 from gradience.audit.render import render_audit
@@ -38,6 +44,7 @@ __all__ = [
     "LayerSpec",
     "RankSuggestion",
     "allocate",
+    "alpha_for_scale",
     "audit_adapter",
     "audit_layer",
     "audit_model",
@@ -45,6 +52,7 @@ __all__ = [
     "energy_rank",
     "factored_svd",
     "load_adapter_config",
+    "lora_scale",
     "lora_params_at",
     "lora_spectrum",
     "module_type",
@@ -53,4 +61,6 @@ __all__ = [
     "percentile",
     "render_audit",
     "snap_rank",
+    "split_key",
+    "strip_prefix",
 ]

@@ -8,10 +8,10 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from gradience.audit.errors import AdapterError
-from gradience.files import MalformedInput, loads_json, read_text
+from gradience.files import MalformedInput, describe_validation_error, loads_json, read_text
 
 # Adapter types whose weights are not a B·A pair of plain matrices: refuse them by name, with why.
 UNSUPPORTED_TYPES = {
@@ -47,6 +47,30 @@ Rank = Annotated[int, Field(ge=1, le=MAX_RANK)]
 Alpha = Annotated[float, Field(ge=-MAX_ALPHA, le=MAX_ALPHA, allow_inf_nan=False)]
 
 
+def lora_scale(alpha: float, rank: int, rslora: bool) -> float:
+    """PEFT's formula (LoraLayer.update_layer): alpha / r, or alpha / sqrt(r) with rsLoRA."""
+    return alpha / math.sqrt(rank) if rslora else alpha / rank
+
+
+def alpha_for_scale(scale: float, rank: int, rslora: bool) -> float:
+    """An alpha from which PEFT recomputes `scale` bit-for-bit. scale·r can be off by an ulp after
+    PEFT's division, so look at the neighbouring floats; prefer an integer when it is exact."""
+    denom = math.sqrt(rank) if rslora else float(rank)
+    alpha = scale * denom
+    near = round(alpha)
+    if near != 0 and lora_scale(float(near), rank, rslora) == scale:
+        return float(near)
+    cands = [alpha]
+    up = down = alpha
+    for _ in range(8):
+        up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
+        cands += [up, down]
+    for cand in cands:
+        if lora_scale(cand, rank, rslora) == scale:
+            return cand
+    return alpha
+
+
 class AdapterConfig(BaseModel):
     """The fields of a PEFT LoraConfig that change what a layer's update is (meaningful ranges only)."""
 
@@ -77,8 +101,7 @@ class AdapterConfig(BaseModel):
     def scale_for(self, module: str, r: int | None = None) -> float:
         """PEFT's `scaling`: alpha/r, or alpha/sqrt(r) with rsLoRA."""
         r = self.rank_for(module) if r is None else r
-        alpha = self.alpha_for(module)
-        return alpha / math.sqrt(r) if self.use_rslora else alpha / r
+        return lora_scale(self.alpha_for(module), r, self.use_rslora)
 
 
 def load_adapter_config(path: Path) -> AdapterConfig:
@@ -109,10 +132,10 @@ def load_adapter_config(path: Path) -> AdapterConfig:
         raw["modules_to_save"] = [raw["modules_to_save"]]
     try:
         cfg = AdapterConfig.model_validate(raw)
-    except Exception as exc:  # pydantic ValidationError: name the first bad field
-        first = getattr(exc, "errors", lambda: [{}])()[0]
-        loc = ".".join(str(p) for p in first.get("loc", ())) or "?"
-        raise AdapterError(f"invalid {path.name}: field {loc!r}: {first.get('msg', exc)}") from None
+    except ValidationError as exc:
+        raise AdapterError(
+            f"invalid {path.name}: {describe_validation_error(exc, 'config', limit=1)}"
+        ) from None
     if cfg.r < 1:
         raise AdapterError(f"invalid {path.name}: r must be ≥ 1, got {cfg.r}")
     cfg.raw = raw

@@ -16,14 +16,19 @@ def _unit(sigma: np.ndarray) -> np.ndarray:
     return s / top if top > 0 and math.isfinite(top) else s
 
 
+def smallest_k(values: np.ndarray, t: float) -> int:
+    """Smallest k with Σ_{i≤k} v_i ≥ t·Σv, for v descending (0 when Σv = 0): every energy-style rule."""
+    v = np.asarray(values, dtype=np.float64)
+    total = float(v.sum())
+    if not total > 0.0:
+        return 0
+    k = int(np.searchsorted(np.cumsum(v), t * total, side="left")) + 1
+    return min(k, len(v))
+
+
 def energy_rank(sigma: np.ndarray, t: float) -> int:
     """Smallest k with Σ_{i≤k} σ_i² ≥ t·Σσ² (0 for an all-zero spectrum)."""
-    e = _unit(sigma) ** 2
-    total = e.sum()
-    if total <= 0.0:
-        return 0
-    k = int(np.searchsorted(np.cumsum(e), t * total, side="left")) + 1
-    return min(k, len(e))
+    return smallest_k(_unit(sigma) ** 2, t)
 
 
 def stable_rank(sigma: np.ndarray) -> float:

@@ -9,6 +9,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from gradience.audit.metrics import energy_rank, smallest_k
+
 
 def default_allowed_ranks(max_rank: int) -> list[int]:
     """1, 2, 4, 8, … up to (and including the first power of two ≥) max_rank."""
@@ -107,26 +109,18 @@ def kohya_sv_ratio(sigma: np.ndarray, p: float) -> int:
 
 
 def kohya_sv_cumulative(sigma: np.ndarray, p: float) -> int:
-    """kohya `sv_cumulative`: smallest k with Σ_{i≤k} σ_i ≥ p·Σσ."""
-    return _smallest_k(sigma, p)
+    """kohya `sv_cumulative`: smallest k with Σ_{i≤k} σ_i ≥ p·Σσ (a kept rank is at least 1)."""
+    return max(1, smallest_k(sigma, p))
 
 
 def kohya_sv_fro(sigma: np.ndarray, p: float) -> int:
     """kohya `sv_fro`: smallest k with Σ_{i≤k} σ_i² ≥ p²·Σσ²."""
-    return _smallest_k(sigma**2, p**2)
+    return max(1, energy_rank(sigma, p**2))
 
 
 def peft_energy(sigma: np.ndarray, p: float) -> int:
     """PEFT `convert_to_lora` with a float rank: smallest k with Σ_{i≤k} σ_i² ≥ p·Σσ²."""
-    return _smallest_k(sigma**2, p)
-
-
-def _smallest_k(values: np.ndarray, t: float) -> int:
-    total = float(values.sum())
-    if total <= 0:
-        return 1
-    k = int(np.searchsorted(np.cumsum(values), t * total, side="left")) + 1
-    return min(k, len(values))
+    return max(1, energy_rank(sigma, p))
 
 
 NAMED_RULES = {

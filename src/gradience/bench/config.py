@@ -15,7 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gradience.bench import BenchInputError
-from gradience.files import MalformedInput, loads_yaml, read_text
+from gradience.files import MalformedInput, describe_validation_error, loads_yaml, read_text
 
 VariantName = Literal[
     "uniform_median",
@@ -149,18 +149,7 @@ class RunOptions(BaseModel):
 
 
 def _format_error(err: ValidationError, source: str) -> str:
-    """All validation problems on one line, each naming its dotted key."""
-    parts = []
-    for e in err.errors():
-        key = ".".join(str(p) for p in e["loc"]) or "<top>"
-        if e["type"] == "extra_forbidden":
-            parts.append(f"unknown key '{key}'")
-        elif e["type"] == "missing":
-            parts.append(f"missing key '{key}'")
-        else:
-            msg = e["msg"].removeprefix("Value error, ")
-            parts.append(f"'{key}': {msg} (got {e.get('input')!r})" if key != "<top>" else msg)
-    return f"invalid bench config {source}: " + "; ".join(parts)
+    return f"invalid bench config {source}: " + describe_validation_error(err, "<top>", show_input=True)
 
 
 def builtin_configs() -> list[str]:

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
 import shutil
 import time
 import warnings
@@ -21,6 +20,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, Field
 
+from gradience.audit import alpha_for_scale, lora_scale
 from gradience.bench.config import BenchConfig, resolve_model_path
 from gradience.bench.training import SplitEval, TrainStats
 from gradience.files import write_json_atomic
@@ -64,11 +64,9 @@ class RunResult(BaseModel):
 
 
 def scaled_alpha(cfg: BenchConfig, rank: int) -> float:
-    """α that keeps the probe's scale at another rank: s = α/r, or α/√r under rsLoRA."""
+    """α that keeps the probe's scale at another rank (PEFT recomputes it exactly)."""
     lo = cfg.lora
-    if lo.use_rslora:
-        return lo.alpha / math.sqrt(lo.probe_r) * math.sqrt(rank)
-    return lo.alpha / lo.probe_r * rank
+    return alpha_for_scale(lora_scale(lo.alpha, lo.probe_r, lo.use_rslora), rank, lo.use_rslora)
 
 
 def fingerprint(cfg: BenchConfig, spec: RunSpec) -> str:
@@ -123,7 +121,7 @@ def _telemetry_split(cfg: BenchConfig, key: str) -> str:
 
 def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> RunResult:
     """Produce one run in ``run_dir`` from scratch; ``result.json`` is written last."""
-    from gradience.telemetry import TelemetryWriter
+    from gradience.telemetry import TelemetryWriter, perplexity
 
     fp = fingerprint(cfg, spec)
     if spec.method == "skip":
@@ -141,7 +139,7 @@ def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> R
             metrics = {
                 "accuracy": ev.accuracy,
                 "loss": ev.loss,
-                "ppl": math.exp(min(ev.loss, 50.0)),
+                "ppl": perplexity(ev.loss),
                 "n": ev.n,
             }
             writer.eval(stats.steps if stats else 0, _telemetry_split(cfg, key), metrics, name=ev.split)

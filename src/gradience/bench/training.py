@@ -230,12 +230,14 @@ def saved_ranks(adapter_dir: Path) -> dict[str, int]:
     """Each LoRA module's real rank, read from the saved tensors' shapes (not the config)."""
     from safetensors import safe_open
 
+    from gradience.audit import split_key, strip_prefix  # the one LoRA key parser
+
     ranks: dict[str, int] = {}
     with safe_open(str(adapter_dir / "adapter_model.safetensors"), framework="pt") as f:
         for key in f.keys():
-            if ".lora_A." in key or key.endswith(".lora_A.weight"):
-                name = key.split(".lora_A")[0].removeprefix("base_model.model.")
-                ranks[name] = int(f.get_slice(key).get_shape()[0])
+            parsed = split_key(key)
+            if parsed is not None and parsed[1] in ("lora_A", "lora_embedding_A") and parsed[3] != "bias":
+                ranks[strip_prefix(parsed[0])] = int(f.get_slice(key).get_shape()[0])
     return ranks
 
 

@@ -52,7 +52,7 @@ def render_check(result: CheckResult, verbose: bool = False, console: Console | 
             )
             src = f"  [dim]({cfg.sources.get(key, '?')})[/dim]" if verbose else ""
             head.add_row(key, text + src)
-    if cfg.effective_alpha_over_r is not None:
-        head.add_row("alpha/r", f"{cfg.effective_alpha_over_r:g}")
+    if cfg.update_scale is not None:
+        head.add_row("alpha/sqrt(r)" if cfg.use_rslora else "alpha/r", f"{cfg.update_scale:g}")
     con.print(head)
     render_recommendations(result.recommendations, verbose, con)

@@ -171,15 +171,16 @@ def hr_rank(cfg: CheckConfig, profile: str) -> Iterable[Recommendation]:
 
 
 def hr_alpha(cfg: CheckConfig, profile: str) -> Iterable[Recommendation]:
-    ratio = cfg.effective_alpha_over_r
+    ratio = cfg.update_scale
     if profile != "hard_reasoning" or cfg.lr is None or ratio is None:
         return
     if cfg.lr > 1e-4 and ratio >= 1:
         yield rec(
             "info",
             "consider_lower_alpha_over_r",
-            f"alpha/r={ratio:g} with lr={cfg.lr:g}: lower alpha/r to 0.25-0.5 (or lower lr).",
-            "The update scale is lr x alpha/r; both high multiplies the step size.",
+            f"{'alpha/sqrt(r)' if cfg.use_rslora else 'alpha/r'}={ratio:g} with lr={cfg.lr:g}: lower the "
+            "scale to 0.25-0.5 (or lower lr).",
+            "The update scale is lr x alpha/r (alpha/sqrt(r) with rsLoRA); both high multiplies the step size.",
             0.5,
             alpha_over_r_min=0.25,
             alpha_over_r_max=0.5,

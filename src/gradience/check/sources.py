@@ -9,12 +9,14 @@ than a guess, folder discovery refuses to choose between candidates, and HF's
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gradience.audit import lora_scale
 from gradience.files import MalformedInput, loads_json, loads_yaml, read_text
 
 from .errors import CheckInputError
@@ -123,11 +125,12 @@ class CheckConfig(BaseModel):
     sources: dict[str, str] = Field(default_factory=dict)
 
     @property
-    def effective_alpha_over_r(self) -> float | None:
-        if self.alpha_over_r is not None:
-            return self.alpha_over_r
+    def update_scale(self) -> float | None:
+        """The scale PEFT applies to B·A: α/r, or α/√r with rsLoRA (the audit's one formula)."""
         if self.alpha is not None and self.r:
-            return self.alpha / self.r
+            return lora_scale(self.alpha, self.r, bool(self.use_rslora))
+        if self.alpha_over_r is not None:  # given without α: α/r, times √r under rsLoRA
+            return self.alpha_over_r * (math.sqrt(self.r) if self.use_rslora and self.r else 1.0)
         return None
 
     @property

@@ -19,11 +19,19 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from gradience.audit import Adapter, LayerShape, LayerSpec, audit_adapter, module_type, open_adapter
+from gradience.audit import (
+    Adapter,
+    LayerShape,
+    LayerSpec,
+    alpha_for_scale,
+    audit_adapter,
+    module_type,
+    open_adapter,
+)
 from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
 from gradience.compress.errors import CompressError
 from gradience.compress.factors import truncate_factors
-from gradience.compress.peft_config import LayerTarget, build_config, exact_alpha
+from gradience.compress.peft_config import LayerTarget, build_config
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
 from gradience.compress.st_writer import DTYPE_CODES, SafetensorsStreamWriter
@@ -134,7 +142,7 @@ def compress_adapter(
         LayerTarget(
             la.name,
             ranks[la.name],
-            la.alpha if ranks[la.name] == la.r else exact_alpha(la.scale, ranks[la.name], rslora),
+            la.alpha if ranks[la.name] == la.r else alpha_for_scale(la.scale, ranks[la.name], rslora),
             la.scale,
         )
         for la in adapter.layers

@@ -29,30 +29,6 @@ class LayerTarget:
     scale: float  # the original layer's scale; PEFT must compute it again from (rank, alpha)
 
 
-def peft_scale(alpha: float, rank: int, rslora: bool) -> float:
-    """PEFT's formula (LoraLayer.update_layer): alpha / r, or alpha / sqrt(r) with rsLoRA."""
-    return alpha / math.sqrt(rank) if rslora else alpha / rank
-
-
-def exact_alpha(scale: float, rank: int, rslora: bool) -> float:
-    """An alpha from which PEFT recomputes `scale` bit-for-bit. scale·r can be off by an ulp after
-    PEFT's division, so look at the neighbouring floats; prefer an integer when it is exact."""
-    denom = math.sqrt(rank) if rslora else float(rank)
-    alpha = scale * denom
-    near = round(alpha)
-    if near != 0 and peft_scale(float(near), rank, rslora) == scale:
-        return float(near)
-    cands = [alpha]
-    up = down = alpha
-    for _ in range(8):
-        up, down = math.nextafter(up, math.inf), math.nextafter(down, -math.inf)
-        cands += [up, down]
-    for cand in cands:
-        if peft_scale(cand, rank, rslora) == scale:
-            return cand
-    return alpha
-
-
 def pattern_keys(names: list[str]) -> dict[str, str]:
     """module path → a pattern key that PEFT's regex matches for that module only."""
     keys = {}

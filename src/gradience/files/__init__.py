@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from .append import append_bytes, ends_torn, open_append
 from .atomic import write_atomic, write_json_atomic
-from .errors import OutputPathError, describe_os_error
+from .errors import OutputPathError, describe_os_error, describe_validation_error
 from .faults import checkpoint
 from .outdir import MARKER, check_output_dir, is_ours, mark_folder, recover, staged_output
 from .parse import MalformedInput, check_depth, loads_json, loads_yaml, read_text
@@ -26,6 +26,7 @@ __all__ = [
     "check_depth",
     "checkpoint",
     "describe_os_error",
+    "describe_validation_error",
     "ends_torn",
     "is_ours",
     "loads_json",

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -38,20 +39,36 @@ def read_text(path: str | os.PathLike[str], what: str = "file", limit: int = MAX
         ) from None
 
 
-def check_depth(obj: Any, source: str) -> Any:
-    """Refuse trees deeper than MAX_DEPTH or larger than MAX_NODES (iteratively: no recursion)."""
-    stack, seen = [(obj, 1)], 0
+def _bounded_walk(root: Any, children: Callable[[Any], Iterable[Any]], source: str, what: str) -> None:
+    """Visit every node (iteratively: no recursion), refusing depth > MAX_DEPTH or > MAX_NODES."""
+    stack, seen = [(root, 1)], 0
     while stack:
         node, depth = stack.pop()
         seen += 1
         if depth > MAX_DEPTH:
             raise MalformedInput(f"{source}: nested more than {MAX_DEPTH} levels deep")
         if seen > MAX_NODES:
-            raise MalformedInput(f"{source}: more than {MAX_NODES:,} values")
-        if isinstance(node, dict):
-            stack.extend((v, depth + 1) for v in node.values())
-        elif isinstance(node, list):
-            stack.extend((v, depth + 1) for v in node)
+            raise MalformedInput(f"{source}: {what.format(n=f'{MAX_NODES:,}')}")
+        stack.extend((child, depth + 1) for child in children(node))
+
+
+def _tree_children(node: Any) -> Iterable[Any]:
+    return node.values() if isinstance(node, dict) else node if isinstance(node, list) else ()
+
+
+def _yaml_children(node: yaml.Node) -> Iterable[yaml.Node]:
+    """A node's children as composed: an alias is the same node object again, so counting visits
+    counts the tree as it would be after expansion, without expanding it."""
+    if isinstance(node, yaml.SequenceNode):
+        return node.value
+    if isinstance(node, yaml.MappingNode):
+        return [n for pair in node.value for n in pair]
+    return ()
+
+
+def check_depth(obj: Any, source: str) -> Any:
+    """Refuse parsed trees deeper than MAX_DEPTH or larger than MAX_NODES."""
+    _bounded_walk(obj, _tree_children, source, "more than {n} values")
     return obj
 
 
@@ -68,23 +85,6 @@ def loads_json(text: str | bytes, source: str) -> Any:
     return check_depth(obj, source)
 
 
-def _check_graph(root: yaml.Node, source: str) -> None:
-    """Count the nodes as they would be after alias expansion, without expanding anything."""
-    stack, seen = [(root, 1)], 0
-    while stack:
-        node, depth = stack.pop()
-        seen += 1
-        if depth > MAX_DEPTH:
-            raise MalformedInput(f"{source}: nested more than {MAX_DEPTH} levels deep")
-        if seen > MAX_NODES:
-            raise MalformedInput(f"{source}: expands to more than {MAX_NODES:,} values (YAML aliases?)")
-        if isinstance(node, yaml.SequenceNode):
-            stack.extend((child, depth + 1) for child in node.value)
-        elif isinstance(node, yaml.MappingNode):
-            for key, value in node.value:
-                stack.extend(((key, depth + 1), (value, depth + 1)))
-
-
 def loads_yaml(text: str, source: str) -> Any:
     """yaml.safe_load, with the alias-expansion and depth bounds checked before constructing."""
     loader = None
@@ -93,7 +93,7 @@ def loads_yaml(text: str, source: str) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_graph(node, source)
+        _bounded_walk(node, _yaml_children, source, "expands to more than {n} values (YAML aliases?)")
         return loader.construct_document(node)
     except MalformedInput:
         raise

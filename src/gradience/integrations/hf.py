@@ -22,7 +22,7 @@ from typing import Any
 import torch
 from transformers import TrainerCallback
 
-from gradience.telemetry import RunStatus, TelemetryWriter
+from gradience.telemetry import RunStatus, TelemetryWriter, perplexity
 
 from .guard import GuardConfig, LoRAGuard
 from .snapshot import build_snapshot
@@ -62,7 +62,7 @@ def split_eval_metrics(metrics: Mapping[str, Any]) -> list[tuple[str, str, dict[
         row: dict[str, Any] = {"loss": loss}
         ppl = _number(body.pop("perplexity", body.pop("ppl", None)))
         if ppl is None and loss is not None:
-            ppl = math.exp(loss) if loss < 700 else math.inf
+            ppl = perplexity(loss)
         row["ppl"] = ppl
         acc = _number(body.pop("accuracy", None))
         if acc is not None:
@@ -280,7 +280,7 @@ class GradienceCallback(TrainerCallback):
             w.eval(state.global_step, "train", measured, source="train_subset")
         elif self._last_train_loss is not None:
             loss = self._last_train_loss
-            row = {"loss": loss, "ppl": math.exp(loss) if loss < 700 else math.inf}
+            row = {"loss": loss, "ppl": perplexity(loss)}
             w.eval(state.global_step, "train", row, source="running_train_loss")
 
 
@@ -330,7 +330,7 @@ def train_subset_loss(
     if not count:
         return None
     loss = total / count
-    row: dict[str, Any] = {"loss": loss, "ppl": math.exp(loss) if loss < 700 else math.inf, "n": count}
+    row: dict[str, Any] = {"loss": loss, "ppl": perplexity(loss), "n": count}
     if acc_ok:
         row["accuracy"] = correct / count
     return row

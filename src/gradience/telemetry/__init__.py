@@ -24,7 +24,16 @@ from .schema import (
     Severity,
     TrainingSnapshot,
 )
-from .summary import AlertRecord, AuditSignal, EvalSignal, GuardSummary, TelemetrySummary, eval_ppl, summarize
+from .summary import (
+    AlertRecord,
+    AuditSignal,
+    EvalSignal,
+    GuardSummary,
+    TelemetrySummary,
+    eval_ppl,
+    perplexity,
+    summarize,
+)
 from .writer import TelemetryWriter, redact, to_jsonable
 
 
@@ -72,6 +81,7 @@ __all__ = [
     "TrainingSnapshot",
     "append_event_to_run",
     "eval_ppl",
+    "perplexity",
     "read_telemetry",
     "redact",
     "summarize",

@@ -12,6 +12,8 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from gradience.files import describe_validation_error
+
 SCHEMA = "gradience.vnext.telemetry/v1"
 
 #: Strings longer than this are redacted by the writer unless text is allowed.
@@ -193,10 +195,5 @@ def validate_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:
 
 
 def format_validation_error(exc: ValidationError) -> str:
-    """One short line from a pydantic error: `field.path: message; ...`."""
-    parts = []
-    for err in exc.errors()[:3]:
-        loc = ".".join(str(p) for p in err.get("loc", ())) or "payload"
-        parts.append(f"{loc}: {err.get('msg', 'invalid')}")
-    more = len(exc.errors()) - 3
-    return "; ".join(parts) + (f" (+{more} more)" if more > 0 else "")
+    """One short line from a pydantic error (the first three problems)."""
+    return describe_validation_error(exc, "payload", limit=3)

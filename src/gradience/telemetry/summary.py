@@ -86,18 +86,21 @@ class TelemetrySummary(BaseModel):
         return self.model_dump(mode="json")
 
 
+def perplexity(loss: float) -> float:
+    """exp(mean token loss): the one definition everywhere; a loss past exp's range is ∞, not a clamp."""
+    try:
+        return math.exp(loss)
+    except OverflowError:
+        return math.inf
+
+
 def eval_ppl(metrics: dict[str, Any]) -> float | None:
     """`ppl` if logged, else `exp(loss)`; None when neither is a usable number."""
     ppl = _num(metrics.get("ppl"))
     if ppl is not None:
         return ppl
     loss = _num(metrics.get("loss"))
-    if loss is None:
-        return None
-    try:
-        return math.exp(loss)
-    except OverflowError:
-        return math.inf
+    return None if loss is None else perplexity(loss)
 
 
 def _num(value: Any) -> float | None:

@@ -25,7 +25,7 @@ from pydantic import (
     model_validator,
 )
 
-from gradience.files import MalformedInput, loads_yaml, read_text
+from gradience.files import MalformedInput, describe_validation_error, loads_yaml, read_text
 from gradience.verdicts.errors import PolicyError
 
 _POLICY_DIR = "policies"
@@ -114,7 +114,7 @@ class Policy(BaseModel):
         try:
             return Policy.model_validate({**self.model_dump(), "margin": margin})
         except ValidationError as exc:
-            raise PolicyError(f"policy {self.name}: {_first_error(exc)}") from None
+            raise PolicyError(f"policy {self.name}: {describe_validation_error(exc, 'policy')}") from None
 
     def point_verdict(self, diff_counts: np.ndarray, n_items: int) -> dict[str, np.ndarray]:
         """The upstream-compatible rule on point estimates, vectorised over leading axes.
@@ -138,20 +138,6 @@ class Policy(BaseModel):
         }
 
 
-def _first_error(exc: ValidationError) -> str:
-    """One line per pydantic failure; an unknown key is named as such."""
-    parts = []
-    for err in exc.errors():
-        where = ".".join(str(p) for p in err["loc"]) or "policy"
-        if err["type"] == "extra_forbidden":
-            parts.append(f"unknown key {where!r}")
-        elif err["type"] == "missing":
-            parts.append(f"missing key {where!r}")
-        else:
-            parts.append(f"{where}: {err['msg'].removeprefix('Value error, ')}")
-    return "; ".join(parts)
-
-
 def policy_from_dict(data: Any, source: str = "policy") -> Policy:
     """Validate a parsed policy mapping; any problem is a one-line ``PolicyError``."""
     if not isinstance(data, dict):
@@ -159,7 +145,7 @@ def policy_from_dict(data: Any, source: str = "policy") -> Policy:
     try:
         return Policy.model_validate(data)
     except ValidationError as exc:
-        raise PolicyError(f"{source}: {_first_error(exc)}") from None
+        raise PolicyError(f"{source}: {describe_validation_error(exc, 'policy')}") from None
 
 
 def builtin_policies() -> list[str]:
