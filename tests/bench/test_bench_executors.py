@@ -122,3 +122,38 @@ def test_ray_executor_gives_the_same_runs_as_in_process(inline: dict[str, Any], 
     assert any(line.startswith("ray: ") for line in logs)
     _same_runs(inline, tmp_path / "out", outcome.report)
     assert outcome.report["protocol"]["seeds"] == [7]
+
+
+def _failing_job(inline: dict[str, Any]) -> str:
+    """A variant job that will really run (not a skipped control): its worker is killed each time."""
+    return next(s["run"] for v in inline["report"]["compressed"].values() for s in v["per_seed"]
+                if v["status"] == "ok" and s["status"] == "ok")  # fmt: skip
+
+
+def test_pool_and_ray_share_one_scheduler_retries_and_failure_keys(
+    inline: dict[str, Any], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The same job's worker SIGKILLed on every attempt: both executors retry it once, report it under
+    the same key, and finish every other job identically."""
+    ray = pytest.importorskip("ray", reason="ray is a dev dependency; pip install -e '.[dev]'")
+    victim = _failing_job(inline)
+    monkeypatch.setenv("GRADIENCE_FAULT_AT", f"bench:job:{victim}")  # inherited by workers of both kinds
+    reports, logs = {}, {}
+    for executor in ("local", "ray"):
+        logs[executor] = []
+        if executor == "ray":
+            ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+        try:
+            out = run_bench(str(inline["cfg"]), tmp_path / executor, workers=2 if executor == "local" else None,
+                            executor=executor, log=logs[executor].append)  # fmt: skip
+        finally:
+            if executor == "ray":
+                ray.shutdown()
+        assert out.exit_code == 0
+        reports[executor] = out.report
+    for executor, rep in reports.items():
+        assert list(rep["summary"]["failed_runs"]) == [f"seed_7/{victim}"], executor
+        retried = [line for line in logs[executor] if line.startswith(f"seed_7/{victim}: attempt 1 failed")]
+        assert len(retried) == 1, (executor, logs[executor])
+    ok = {k: v for k, v in _preds(inline["out"]).items() if not k.endswith(victim)}
+    assert _preds(tmp_path / "local") == ok == _preds(tmp_path / "ray")

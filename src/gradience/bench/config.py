@@ -15,17 +15,11 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from gradience.bench import BenchInputError
+from gradience.bench.registry import VARIANTS
 from gradience.files import MalformedInput, describe_validation_error, loads_yaml, read_text
 
-VariantName = Literal[
-    "uniform_median",
-    "uniform_p90",
-    "per_layer",
-    "per_layer_shuffled",
-    "truncate_median",
-    "truncate_per_layer",
-]
-ALL_VARIANTS: tuple[str, ...] = VariantName.__args__  # type: ignore[attr-defined]
+ALL_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
+VariantName = Literal[ALL_VARIANTS]  # type: ignore[valid-type]  # validated against the registry
 CONFIGS_DIR = Path(__file__).parent / "configs"
 MINILM_ALIASES = frozenset(
     {

@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from gradience.bench.report import CONTROLS, BenchReport, VariantReport
+from gradience.bench.registry import CONTROLS
+from gradience.bench.report import BenchReport, VariantReport
 
 
 def _pct(x: float | None) -> str:

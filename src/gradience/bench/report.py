@@ -15,6 +15,8 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gradience.bench.registry import CONTROLS
+
 REPORT_SCHEMA = "gradience.bench/v1"
 
 
@@ -156,9 +158,6 @@ def validation_level(n_seeds: int, steps: int) -> str:
     if n_seeds == 1:
         return "screening"
     return "certifiable" if n_seeds >= 3 and steps >= 500 else "screening_plus"
-
-
-CONTROLS = frozenset({"per_layer_shuffled"})  # answer "does placement matter?", never recommended
 
 
 def _mean(xs: list[float]) -> float | None:

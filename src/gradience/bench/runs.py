@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field
 from gradience.audit import alpha_for_scale, lora_scale
 from gradience.bench.config import BenchConfig, resolve_model_path
 from gradience.bench.training import SplitEval, TrainStats
-from gradience.files import write_json_atomic
+from gradience.files import checkpoint, write_json_atomic
 
 RESULT_FILE = "result.json"
 
@@ -123,6 +123,7 @@ def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> R
     """Produce one run in ``run_dir`` from scratch; ``result.json`` is written last."""
     from gradience.telemetry import TelemetryWriter, perplexity
 
+    checkpoint(f"bench:job:{spec.name}")  # crash-safety tests kill a chosen job's worker here
     fp = fingerprint(cfg, spec)
     if spec.method == "skip":
         res = RunResult(spec=spec, fingerprint=fp, status="skipped_control", finished_at=_now())

@@ -6,12 +6,12 @@ rank, upstream's bug), and a variant whose ranks equal the probe's is a skipped 
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Literal
 
 import numpy as np
 
 from gradience.bench.config import BenchConfig
+from gradience.bench.registry import VARIANTS
 from gradience.bench.runs import RunResult, RunSpec, scaled_alpha
 
 GateStatus = Literal["PASSED", "UNDERTRAINED", "UNDERTRAINED_SMOKE"]
@@ -67,23 +67,15 @@ def variant_specs(cfg: BenchConfig, seed: int, audit: dict[str, Any]) -> list[Ru
     pattern = {la["name"]: int(suggested[la["name"]]) for la in layers}
     types = {la["name"]: la["module_type"] for la in layers}
     source = probe_spec(cfg, seed).name
-    build: dict[str, Callable[[], RunSpec]] = {
-        "uniform_median": lambda: _uniform(
-            cfg, seed, "uniform_median", sugg["uniform_median"]["rank"], "train", source
-        ),
-        "uniform_p90": lambda: _uniform(
-            cfg, seed, "uniform_p90", sugg["uniform_p90"]["rank"], "train", source
-        ),
-        "per_layer": lambda: _pattern(cfg, seed, "per_layer", pattern, "train", source),
-        "per_layer_shuffled": lambda: _pattern(
-            cfg, seed, "per_layer_shuffled", shuffle_within_type(pattern, types, seed), "train", source
-        ),
-        "truncate_median": lambda: _uniform(
-            cfg, seed, "truncate_median", sugg["uniform_median"]["rank"], "truncate", source
-        ),
-        "truncate_per_layer": lambda: _pattern(cfg, seed, "truncate_per_layer", pattern, "truncate", source),
-    }
-    return [build[v]() for v in cfg.compression.variants_to_test]
+    patterns = {"per_layer": pattern, "per_layer_shuffled": shuffle_within_type(pattern, types, seed)}
+    specs = []
+    for name in cfg.compression.variants_to_test:
+        v = VARIANTS[name]
+        if v.uniform:
+            specs.append(_uniform(cfg, seed, name, sugg[v.ranks]["rank"], v.method, source))
+        else:
+            specs.append(_pattern(cfg, seed, name, patterns[v.ranks], v.method, source))
+    return specs
 
 
 def gate_status(cfg: BenchConfig, probe: RunResult, smoke: bool) -> GateStatus:

@@ -1,13 +1,15 @@
-"""Ray: every (seed, run) job a Ray task; a variant takes its probe's object reference.
+"""Ray: every (seed, run) job a Ray task, run by the same scheduler as the local executors.
 
-The dependency is Ray's to resolve — a variant task starts when its probe's output
-exists, wherever that was computed — so the driver never polls. Each task asks for
-``runtime.cpus_per_job`` CPUs (default 1; torch uses that many threads) and
-``runtime.gpus_per_job`` GPUs (default 1 with ``device: cuda``, else 0). A task that
-raises or whose worker dies is retried once by Ray (``max_retries=1``); after that it
-is reported as failed and the others go on. Outputs come back as bytes and the driver
-writes them, so workers need no shared filesystem for results — only for the data
-(``task.data_dir`` must be readable at the same path on every node).
+The scheduler (``executors.schedule``) decides what runs and when: a probe's variants are
+submitted once its output reaches the driver, a job that fails — it raised, or its worker
+died — is retried once and then reported failed, and resume look-ups and failure keys are
+the local executors' own. This module is only a ``Runner``: ``submit`` starts a Ray task
+(the probe's output travels with a variant as an argument), ``next_done`` waits for the next
+to finish. Each task asks for ``runtime.cpus_per_job`` CPUs (default 1; torch uses that many
+threads) and ``runtime.gpus_per_job`` GPUs (default 1 with ``device: cuda``, else 0); Ray
+itself never retries (``max_retries=0``), so a job is attempted exactly as often as locally.
+Outputs come back as bytes and the driver writes them, so workers need no shared filesystem
+for results — only for the data (``task.data_dir`` readable at the same path on every node).
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 
 from gradience.bench import BenchInputError
 from gradience.bench.config import BenchConfig
-from gradience.bench.executors import describe
-from gradience.bench.jobs import JobOutput, execute_job, job_key, plan_variants
+from gradience.bench.executors import Failure, Task, describe, schedule
+from gradience.bench.jobs import JobOutput, execute_job
 from gradience.bench.runs import RunSpec
 
 
@@ -36,28 +38,17 @@ def _in_worker(threads: int) -> None:
     )
 
 
-def probe_job(cfg_json: str, spec_json: str, smoke: bool, threads: int) -> JobOutput:
+def ray_job(cfg_json: str, spec_json: str, probe: JobOutput | None, smoke: bool, threads: int) -> JobOutput:
     _in_worker(threads)
-    return execute_job(
-        BenchConfig.model_validate_json(cfg_json), RunSpec.model_validate_json(spec_json), None, smoke
-    )
-
-
-def variant_job(
-    cfg_json: str, variant: str, seed: int, smoke: bool, threads: int, probe: JobOutput
-) -> JobOutput | None:
-    """The variant's spec comes from its probe's audit; None when the probe's gate stops it."""
-    _in_worker(threads)
-    cfg = BenchConfig.model_validate_json(cfg_json)
-    spec = next((s for s in plan_variants(cfg, seed, probe, smoke) if s.variant == variant), None)
-    return None if spec is None else execute_job(cfg, spec, probe, smoke)
+    cfg, spec = BenchConfig.model_validate_json(cfg_json), RunSpec.model_validate_json(spec_json)
+    return execute_job(cfg, spec, probe, smoke)
 
 
 @functools.lru_cache(maxsize=1)
-def _remote() -> tuple[Any, Any]:
+def _remote() -> Any:
     import ray
 
-    return ray.remote(probe_job), ray.remote(variant_job)
+    return ray.remote(ray_job)
 
 
 def _connect(address: str | None) -> Any:
@@ -73,48 +64,52 @@ def _connect(address: str | None) -> Any:
     return ray
 
 
+class RayRunner:
+    """Tasks on a Ray cluster; the scheduler's ``Runner``."""
+
+    def __init__(
+        self, cfg: BenchConfig, smoke: bool, address: str | None, log: Callable[[str], None]
+    ) -> None:
+        self.ray = _connect(address)
+        rt = cfg.runtime
+        self.cpus = rt.cpus_per_job or 1
+        gpus = rt.gpus_per_job if rt.gpus_per_job is not None else (1 if rt.device == "cuda" else 0)
+        self.task = _remote().options(
+            num_cpus=self.cpus, num_gpus=gpus, max_retries=0, retry_exceptions=False
+        )
+        self.cfg_json, self.smoke = cfg.model_dump_json(), smoke
+        self.pending: dict[Any, Task] = {}
+        log(f"ray: tasks of {self.cpus} CPU, {gpus} GPU each")
+
+    def submit(self, task: Task) -> None:
+        ref = self.task.remote(self.cfg_json, task.spec.model_dump_json(), task.probe, self.smoke, self.cpus)
+        self.pending[ref] = task
+
+    def busy(self) -> bool:
+        return bool(self.pending)
+
+    def next_done(self) -> tuple[Task, JobOutput | Failure]:
+        [ref], _ = self.ray.wait(list(self.pending), num_returns=1)
+        task = self.pending.pop(ref)
+        try:
+            return task, self.ray.get(ref)
+        except self.ray.exceptions.RayTaskError as exc:
+            if isinstance(exc.cause, BenchInputError):
+                raise BenchInputError(str(exc.cause)) from None
+            return task, Failure(describe(exc.cause))
+        except self.ray.exceptions.RayError as exc:  # its worker died, an object was lost, …
+            return task, Failure(describe(exc))
+
+    def close(self) -> None:
+        for ref in self.pending:
+            with contextlib.suppress(Exception):
+                self.ray.cancel(ref, force=True)
+        self.pending.clear()
+
+
 class RayExecutor:
     def __init__(self, address: str | None = None, log: Callable[[str], None] = print) -> None:
         self.address, self.log = address, log
 
     def run(self, cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool) -> None:
-        ray = _connect(self.address)
-        rt = cfg.runtime
-        cpus = rt.cpus_per_job or 1
-        gpus = rt.gpus_per_job if rt.gpus_per_job is not None else (1 if rt.device == "cuda" else 0)
-        opts = {"num_cpus": cpus, "num_gpus": gpus, "max_retries": 1, "retry_exceptions": True}
-        probe_task, variant_task = (f.options(**opts) for f in _remote())
-        cfg_json = cfg.model_dump_json()
-        pending: dict[Any, str] = {}
-        for spec in probes:
-            done = store.resumable(spec)
-            if done is None:
-                ref = probe_task.remote(cfg_json, spec.model_dump_json(), smoke, cpus)
-                pending[ref] = job_key(spec.seed, spec.name)
-                variants = list(cfg.compression.variants_to_test)
-            else:
-                ref = ray.put(done)
-                variants = [
-                    s.variant
-                    for s in plan_variants(cfg, spec.seed, done, smoke)
-                    if store.resumable(s) is None
-                ]
-            for v in variants:
-                pending[variant_task.remote(cfg_json, v, spec.seed, smoke, cpus, ref)] = job_key(spec.seed, v)
-        self.log(f"ray: {len(pending)} tasks submitted ({cpus} CPU, {gpus} GPU each)")
-        while pending:
-            [ref], _ = ray.wait(list(pending), num_returns=1)
-            key = pending.pop(ref)
-            try:
-                out = ray.get(ref)
-            except ray.exceptions.RayTaskError as exc:
-                cause = exc.cause
-                if isinstance(cause, BenchInputError):
-                    raise BenchInputError(str(cause)) from None
-                store.fail(key, describe(cause))
-                continue
-            except ray.exceptions.RayError as exc:  # worker died twice, lost object, …
-                store.fail(key, describe(exc))
-                continue
-            if out is not None:
-                store.store(out)
+        schedule(cfg, probes, store, smoke, RayRunner(cfg, smoke, self.address, self.log))
