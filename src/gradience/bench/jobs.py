@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from gradience.audit import AuditReport
 from gradience.bench.config import BenchConfig
 from gradience.bench.runs import RESULT_FILE, RunResult, RunSpec, run_job
 from gradience.bench.variants import gate_status, variant_specs
@@ -81,7 +82,7 @@ def plan_variants(cfg: BenchConfig, seed: int, probe: JobOutput, smoke: bool) ->
     """The variant jobs a finished probe calls for: none if its gate fails outside smoke."""
     if gate_status(cfg, probe.result, smoke) == "UNDERTRAINED":
         return []
-    return variant_specs(cfg, seed, probe.json("audit.json"))
+    return variant_specs(cfg, seed, AuditReport.model_validate_json(probe.files["audit.json"]))
 
 
 def job_key(seed: int, name: str) -> str:

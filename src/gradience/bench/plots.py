@@ -5,6 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from gradience.audit import LayerAudit
+
 TYPE_COLOURS = {"attn": "#1f77b4", "mlp": "#ff7f0e", "other": "#7f7f7f"}
 
 
@@ -46,23 +48,23 @@ def accuracy_vs_params(points: list[dict[str, Any]], probe_acc: float, margin: f
     plt.close(fig)
 
 
-def energy_ranks(layers: list[dict[str, Any]], probe_r: int, pattern: dict[str, int], path: Path) -> None:
+def energy_ranks(layers: list[LayerAudit], probe_r: int, pattern: dict[str, int], path: Path) -> None:
     """The probe's energy_rank_90 per layer (coloured by module type) and the per-layer suggestion."""
     plt = _pyplot()
-    layers = sorted(layers, key=lambda la: _natural(la["name"]))
+    layers = sorted(layers, key=lambda la: _natural(la.name))
     fig, ax = plt.subplots(figsize=(max(6.0, 0.22 * len(layers) + 2), 4.2), dpi=110)
     xs = range(len(layers))
-    colours = [TYPE_COLOURS.get(la["module_type"], "#7f7f7f") for la in layers]
-    ax.bar(xs, [la["energy_rank_90"] for la in layers], color=colours)
-    ax.scatter(xs, [pattern.get(la["name"], 0) for la in layers], marker="_", s=120, color="k", zorder=3,
+    colours = [TYPE_COLOURS.get(la.module_type, "#7f7f7f") for la in layers]
+    ax.bar(xs, [la.energy_rank_90 for la in layers], color=colours)
+    ax.scatter(xs, [pattern.get(la.name, 0) for la in layers], marker="_", s=120, color="k", zorder=3,
                label="per_layer suggestion")  # fmt: skip
     ax.axhline(probe_r, color="grey", ls="--", lw=0.8, label=f"probe r = {probe_r}")
     ax.set_xticks(list(xs))
-    ax.set_xticklabels([_short(la["name"]) for la in layers], rotation=90, fontsize=6)
+    ax.set_xticklabels([_short(la.name) for la in layers], rotation=90, fontsize=6)
     ax.set_ylabel("energy_rank_90 (bars, by module type)")
     ax.set_title("Probe: rank holding 90% of each layer's update energy")
     for t, c in TYPE_COLOURS.items():
-        if any(la["module_type"] == t for la in layers):
+        if any(la.module_type == t for la in layers):
             ax.bar([0], [0], color=c, label=t)
     ax.legend(fontsize=7)
     fig.tight_layout()

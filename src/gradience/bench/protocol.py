@@ -10,11 +10,11 @@ form a small graph — each variant depends on its seed's probe only — which a
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from gradience.audit import AuditReport
 from gradience.bench.config import BenchConfig, RunOptions, resolve_model_path
 from gradience.bench.jobs import JobOutput, job_key, read_output, store_output
 from gradience.bench.runs import RunResult, RunSpec, fingerprint, finished_result
@@ -27,7 +27,7 @@ class SeedOutcome:
     seed: int
     probe: RunResult
     gate: GateStatus
-    audit: dict[str, Any] | None = None
+    audit: AuditReport | None = None
     variants: dict[str, RunResult] = field(default_factory=dict)
 
 
@@ -103,7 +103,7 @@ def _outcomes(cfg: BenchConfig, store: RunStore, opts: RunOptions, log: Any) -> 
             continue  # failed: listed in store.failed; its variants could not run
         gate = gate_status(cfg, probe, opts.smoke)
         audit_path = seed_dir(store.out_dir, seed) / probe.spec.name / "audit.json"
-        out = SeedOutcome(seed, probe, gate, json.loads(audit_path.read_text(encoding="utf-8")))
+        out = SeedOutcome(seed, probe, gate, AuditReport.model_validate_json(audit_path.read_bytes()))
         if gate != "PASSED":
             acc = probe.eval["eval"].accuracy
             log(f"seed {seed}: probe accuracy {acc:.3f} < probe_gate {cfg.compression.probe_gate}: {gate}"

@@ -15,6 +15,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
+from gradience.audit import AuditReport
 from gradience.bench.registry import CONTROLS
 
 REPORT_SCHEMA = "gradience.bench/v1"
@@ -167,10 +168,10 @@ def _mean(xs: list[float]) -> float | None:
 def _probe_report(run: Any) -> ProbeReport:
     cfg = run.cfg
     first = run.seeds[0]
-    summaries = [(o.audit or {}).get("summary", {}) for o in run.seeds]
+    summaries = [o.audit.summary for o in run.seeds if o.audit is not None]
 
     def audit_mean(key: str) -> float:  # over seeds: each seed's probe has its own spectrum
-        return _mean([float(x[key]) for x in summaries if key in x]) or 0.0
+        return _mean([float(getattr(x, key)) for x in summaries]) or 0.0
 
     per_seed = [
         SeedRun(
@@ -187,18 +188,18 @@ def _probe_report(run: Any) -> ProbeReport:
         accuracy=_mean([p.accuracy for p in per_seed if p.accuracy is not None]) or 0.0,
         validation_accuracy=_mean(vals), utilization_mean=audit_mean("utilization_mean"),
         energy_rank_90_p50=audit_mean("energy_rank_90_p50"), energy_rank_90_p90=audit_mean("energy_rank_90_p90"),
-        suggestions={str(o.seed): _suggestions(o.audit or {}) for o in run.seeds},
+        suggestions={str(o.seed): _suggestions(o.audit) for o in run.seeds if o.audit is not None},
         gate={"threshold": cfg.compression.probe_gate, "by_seed": {str(o.seed): o.gate for o in run.seeds}},
         per_seed=per_seed,
     )  # fmt: skip
 
 
-def _suggestions(audit: dict[str, Any]) -> dict[str, Any]:
-    sugg = audit.get("suggestions", {})
+def _suggestions(audit: AuditReport) -> dict[str, Any]:
+    sugg = audit.suggestions
     return {
-        "uniform_median": sugg.get("uniform_median", {}).get("rank"),
-        "uniform_p90": sugg.get("uniform_p90", {}).get("rank"),
-        "per_layer": sugg.get("per_layer", {}).get("rank_pattern"),
+        "uniform_median": sugg.uniform_median.rank,
+        "uniform_p90": sugg.uniform_p90.rank,
+        "per_layer": sugg.per_layer.rank_pattern,
     }
 
 

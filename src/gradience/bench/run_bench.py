@@ -77,16 +77,17 @@ def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Pa
     ]
     margin = rep.protocol["margin"] or 0.0
     plots.accuracy_vs_params(points, probe_acc, margin, out / "accuracy_vs_params.png")
-    first = run.seeds[0].audit or {}
-    pattern = (first.get("suggestions", {}).get("per_layer", {}) or {}).get("rank_pattern") or {}
-    plots.energy_ranks(first.get("layers", []), rep.probe.rank, pattern, out / "probe_energy_rank.png")
+    first = run.seeds[0].audit
+    if first is not None:
+        pattern = first.suggestions.per_layer.rank_pattern or {}
+        plots.energy_ranks(first.layers, rep.probe.rank, pattern, out / "probe_energy_rank.png")
     write_json_atomic(out / "verdicts.json", {n: j.raw for n, j in judged.items()})
     checkpoint("bench:reports")
     write_json_atomic(out / "compression_configs.json", {
         f"seed_{o.seed}": {
             "probe": o.probe.spec.model_dump(mode="json"),
             "gate": o.gate,
-            "suggestions": (o.audit or {}).get("suggestions"),
+            "suggestions": o.audit.suggestions.model_dump(mode="json") if o.audit is not None else None,
             "variants": {n: r.spec.model_dump(mode="json") for n, r in o.variants.items()},
         }
         for o in run.seeds

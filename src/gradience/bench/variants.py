@@ -6,10 +6,11 @@ rank, upstream's bug), and a variant whose ranks equal the probe's is a skipped 
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Literal
 
 import numpy as np
 
+from gradience.audit import AuditReport
 from gradience.bench.config import BenchConfig
 from gradience.bench.registry import VARIANTS
 from gradience.bench.runs import RunResult, RunSpec, scaled_alpha
@@ -56,23 +57,24 @@ def shuffle_within_type(pattern: dict[str, int], types: dict[str, str], seed: in
     return out
 
 
-def variant_specs(cfg: BenchConfig, seed: int, audit: dict[str, Any]) -> list[RunSpec]:
+def variant_specs(cfg: BenchConfig, seed: int, audit: AuditReport) -> list[RunSpec]:
     """The variants of ``compression.variants_to_test``, from the probe's audit, in config order."""
-    sugg = audit["suggestions"]
-    layers = audit["layers"]
-    suggested = sugg["per_layer"]["rank_pattern"] or {}
-    missing = [la["name"] for la in layers if la["name"] not in suggested]
+    sugg = audit.suggestions
+    suggested = sugg.per_layer.rank_pattern or {}
+    missing = [la.name for la in audit.layers if la.name not in suggested]
     if missing:
         raise RuntimeError(f"audit's per_layer suggestion does not name every layer: {missing[:3]}")
-    pattern = {la["name"]: int(suggested[la["name"]]) for la in layers}
-    types = {la["name"]: la["module_type"] for la in layers}
+    pattern = {la.name: int(suggested[la.name]) for la in audit.layers}
+    types = {la.name: la.module_type for la in audit.layers}
     source = probe_spec(cfg, seed).name
     patterns = {"per_layer": pattern, "per_layer_shuffled": shuffle_within_type(pattern, types, seed)}
     specs = []
     for name in cfg.compression.variants_to_test:
         v = VARIANTS[name]
         if v.uniform:
-            specs.append(_uniform(cfg, seed, name, sugg[v.ranks]["rank"], v.method, source))
+            rank = getattr(sugg, v.ranks).rank
+            assert rank is not None  # uniform suggestions always carry a rank
+            specs.append(_uniform(cfg, seed, name, rank, v.method, source))
         else:
             specs.append(_pattern(cfg, seed, name, patterns[v.ranks], v.method, source))
     return specs
