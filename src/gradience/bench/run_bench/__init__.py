@@ -1,4 +1,5 @@
-"""Run a whole bench and write every report; ``python -m gradience.bench.run_bench`` = ``gradience bench``.
+"""Run a whole bench and write every report; ``python -m gradience.bench.run_bench`` = ``gradience bench``
+(that entry point is ``__main__.py`` beside this file, like ``gradience/__main__.py``).
 
 Exit codes (SPEC §5): ``--smoke`` → 0 when every report was written (verdicts are
 informational); ``--ci`` → 2 if a probe is undertrained, 1 if no variant is policy
@@ -9,7 +10,6 @@ compliant, else 0; otherwise 0 once the reports are written. Bad input raises
 from __future__ import annotations
 
 import shutil
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -166,19 +166,3 @@ def _stderr_log() -> Any:
 
     console = Console(stderr=True, highlight=False)
     return lambda msg: console.print(msg, markup=False, soft_wrap=True)
-
-
-def main(argv: list[str] | None = None) -> None:
-    """Entry-point shim: the flags and exit codes are exactly those of ``gradience bench``."""
-    import typer
-
-    from gradience.cli import bench_app, prepare_process  # the console entry point, not a library use
-
-    prepare_process()
-    typer.main.get_command(bench_app).main(
-        args=sys.argv[1:] if argv is None else argv, prog_name="python -m gradience.bench.run_bench"
-    )
-
-
-if __name__ == "__main__":
-    main()
