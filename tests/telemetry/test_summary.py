@@ -91,3 +91,26 @@ def test_summary_uses_last_run_of_a_multi_run_file(tmp_path: Path) -> None:
     assert s.run_id == "b" and s.run_ids == ["a", "b"] and s.gap is None
     assert summarize(read_telemetry(path), run_id="a").gap == pytest.approx(9.0)
     assert s.to_json()["run_id"] == "b"
+
+
+def test_lora_audit_metrics_typed_view_agrees_with_the_audit_and_drops_hostile_fields(tmp_path) -> None:
+    from gradience.audit import audit_adapter
+    from gradience.telemetry import LoraAuditMetrics
+    from tiny_models import make_adapter
+
+    make_adapter(tmp_path / "a", arch="llama")
+    raw = audit_adapter(tmp_path / "a").telemetry_metrics()
+    typed = LoraAuditMetrics.lenient(raw)
+    for name in LoraAuditMetrics.model_fields:  # the audit fills every field the reader knows
+        value = getattr(typed, name)
+        assert value is not None and value != {}, name
+        if name != "by_type":
+            assert value == raw[name], name
+    assert typed.by_type["attn"].utilization_mean == raw["by_type"]["attn"]["utilization_mean"]
+    hostile = {**raw, "r": 10**400, "utilization_mean": float("nan"), "ranks": "8", "stable_rank_mean": True,
+               "by_type": {"mlp": [1], "attn": {"utilization_mean": "0.5"}}}  # fmt: skip
+    bad = LoraAuditMetrics.lenient(hostile)
+    assert (bad.r, bad.utilization_mean, bad.ranks, bad.stable_rank_mean) == (None, None, None, None)
+    assert (
+        bad.by_type["attn"].utilization_mean is None and bad.energy_rank_90_p90 == raw["energy_rank_90_p90"]
+    )

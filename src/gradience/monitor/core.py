@@ -9,14 +9,22 @@ actionable, keep the most severe per action, sort).
 
 from __future__ import annotations
 
-import math
 import os
 from typing import Any
 
 from pydantic import BaseModel, Field
 
 from gradience.check import Recommendation, config_from_snapshot, evaluate_config, finalize, rec
-from gradience.telemetry import SCHEMA, Severity, TelemetryError, TelemetrySummary, read_telemetry, summarize
+from gradience.telemetry import (
+    SCHEMA,
+    LoraAuditMetrics,
+    Severity,
+    TelemetryError,
+    TelemetrySummary,
+    read_telemetry,
+    signal_or_none,
+    summarize,
+)
 
 DEFAULT_GAP_THRESHOLD = 1.5
 
@@ -172,7 +180,7 @@ def gap_rules(s: TelemetrySummary, threshold: float) -> list[Recommendation]:
             )
         )
     acc = _num((s.heldout.metrics if s.heldout else {}).get("accuracy"))
-    sr = _num((s.audit.metrics if s.audit else {}).get("stable_rank_mean"))
+    sr = s.audit.typed.stable_rank_mean if s.audit else None
     if s.gap < 1.2 and acc is not None and acc < 0.2 and sr is not None and sr < 2:
         out.append(
             rec(
@@ -192,14 +200,10 @@ def audit_rules(s: TelemetrySummary) -> list[Recommendation]:
 
     if s.audit is None:
         return []
-    m = s.audit.metrics
+    m = s.audit.typed
     lora = (s.config or {}).get("lora") if isinstance(s.config, dict) else None
-    r = _int(m.get("r")) or (_int(lora.get("r")) if isinstance(lora, dict) else None)
-    sr, util, p90 = (
-        _num(m.get("stable_rank_mean")),
-        _num(m.get("utilization_mean")),
-        _num(m.get("energy_rank_90_p90")),
-    )
+    r = m.r or (_int(lora.get("r")) if isinstance(lora, dict) else None)
+    sr, util, p90 = m.stable_rank_mean, m.utilization_mean, m.energy_rank_90_p90
     out: list[Recommendation] = []
     if r and r >= 16 and sr is not None and sr / r < 0.25:
         out.append(
@@ -214,19 +218,13 @@ def audit_rules(s: TelemetrySummary) -> list[Recommendation]:
             )
         )
     if r and r >= 16 and ((util is not None and util < 0.25) or (p90 is not None and 0 < p90 <= r / 2)):
-        given = m.get("allowed_ranks")
-        allowed = [k for k in map(_int, given) if k and k > 0] if isinstance(given, list) else []
-        allowed = allowed or default_allowed_ranks(r)
+        allowed = [k for k in m.allowed_ranks or [] if k > 0] or default_allowed_ranks(r)
         k = snap_rank(p90 if p90 else 1, allowed, r)
         if k < r:
             out.append(_compress_rank(m, r, k, p90, util))
-    by_type = m.get("by_type") if isinstance(m.get("by_type"), dict) else {}
-
-    def type_util(kind: str) -> float | None:
-        row = by_type.get(kind)
-        return _num(row.get("utilization_mean")) if isinstance(row, dict) else None
-
-    mlp_u, attn_u = type_util("mlp"), type_util("attn")
+    mlp, attn = m.by_type.get("mlp"), m.by_type.get("attn")
+    mlp_u = mlp.utilization_mean if mlp else None
+    attn_u = attn.utilization_mean if attn else None
     if mlp_u is not None and attn_u is not None and mlp_u < 0.10 and attn_u >= 2 * mlp_u:
         out.append(
             rec(
@@ -244,10 +242,10 @@ def audit_rules(s: TelemetrySummary) -> list[Recommendation]:
 
 
 def _compress_rank(
-    m: dict[str, Any], r: int, k: int, p90: float | None, util: float | None
+    m: LoraAuditMetrics, r: int, k: int, p90: float | None, util: float | None
 ) -> Recommendation:
-    total = _int(m.get("total_lora_params"))
-    ranks = m.get("ranks") if isinstance(m.get("ranks"), list) and m.get("ranks") else [r]
+    total = m.total_lora_params
+    ranks = m.ranks or [r]
     saving = None
     if total and len(ranks) == 1:
         saving = total - total * k // r  # every layer at rank r: params are exactly r·(in+out) per layer
@@ -267,17 +265,8 @@ def _compress_rank(
     )
 
 
-_MAX_SIGNAL = 1e15  # beyond any rank, parameter count or utilisation a real run logs
-
-
 def _num(value: Any) -> float | None:
-    """A finite, plausibly sized telemetry number, else None (a hostile field is simply absent)."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        return None
-    if isinstance(value, int) and abs(value) > _MAX_SIGNAL:
-        return None
-    num = float(value)
-    return num if math.isfinite(num) and abs(num) <= _MAX_SIGNAL else None
+    return signal_or_none(value)
 
 
 def _int(value: Any) -> int | None:

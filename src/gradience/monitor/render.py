@@ -50,12 +50,12 @@ def render_monitor(report: MonitorReport, verbose: bool = False, console: Consol
     )
     head.add_row("gap held-out/train ppl", gap)
     if s.audit:
-        m = s.audit.metrics
+        m = s.audit.typed
         head.add_row(
             f"LoRA audit (step {_fmt(s.audit.step)}, {s.n_audits} total)",
-            f"r {_fmt(m.get('r'))}  stable rank {_fmt(m.get('stable_rank_mean'))}  "
-            f"utilization {_fmt(m.get('utilization_mean'))}  E90 p50/p90 "
-            f"{_fmt(m.get('energy_rank_90_p50'))}/{_fmt(m.get('energy_rank_90_p90'))}",
+            f"r {_fmt(m.r)}  stable rank {_fmt(m.stable_rank_mean)}  "
+            f"utilization {_fmt(m.utilization_mean)}  E90 p50/p90 "
+            f"{_fmt(m.energy_rank_90_p50)}/{_fmt(m.energy_rank_90_p90)}",
         )
     if s.guard.n_events:
         head.add_row("guard", ", ".join(f"{k}: {v}" for k, v in sorted(s.guard.actions.items())))

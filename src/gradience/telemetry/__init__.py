@@ -18,11 +18,13 @@ from .schema import (
     SCHEMA,
     ConfigSnapshot,
     EventType,
+    LoraAuditMetrics,
     LoRASnapshot,
     OptimizerSnapshot,
     RunStatus,
     Severity,
     TrainingSnapshot,
+    signal_or_none,
 )
 from .summary import (
     AlertRecord,
@@ -69,6 +71,7 @@ __all__ = [
     "EventType",
     "GuardSummary",
     "LoRASnapshot",
+    "LoraAuditMetrics",
     "OptimizerSnapshot",
     "RunStatus",
     "Severity",
@@ -84,6 +87,7 @@ __all__ = [
     "perplexity",
     "read_telemetry",
     "redact",
+    "signal_or_none",
     "summarize",
     "to_jsonable",
 ]

@@ -7,10 +7,11 @@ Renaming a field or changing its meaning needs `/v2`, not an edit here.
 
 from __future__ import annotations
 
+import math
 from enum import Enum
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
 from gradience.files import describe_validation_error
 
@@ -197,3 +198,95 @@ def validate_payload(event: str, payload: dict[str, Any]) -> dict[str, Any]:
 def format_validation_error(exc: ValidationError) -> str:
     """One short line from a pydantic error (the first three problems)."""
     return describe_validation_error(exc, "payload", limit=3)
+
+
+# --- the lora_audit metrics, typed ---------------------------------------------------------------
+
+MAX_SIGNAL = 1e15  # beyond any rank, parameter count or ratio a real run logs
+
+
+def _signal(value: Any) -> float:
+    """A plain, finite, plausibly sized number (no bools, no numeric strings)."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ValueError("not a number")
+    if isinstance(value, int) and abs(value) > MAX_SIGNAL:
+        raise ValueError("out of range")
+    num = float(value)
+    if not (math.isfinite(num) and abs(num) <= MAX_SIGNAL):
+        raise ValueError("not finite or out of range")
+    return num
+
+
+def _count(value: Any) -> int:
+    num = _signal(value)
+    if not num.is_integer():
+        raise ValueError("not an integer")
+    return int(num)
+
+
+def signal_or_none(value: Any) -> float | None:
+    """`_signal`, with None for anything it refuses: how readers take one logged number."""
+    try:
+        return _signal(value)
+    except ValueError:
+        return None
+
+
+Signal = Annotated[float, BeforeValidator(_signal)]
+Count = Annotated[int, BeforeValidator(_count)]
+
+
+class _Lenient(BaseModel):
+    """Fields that validate are kept; a hostile or mistyped one is simply absent (None)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    @classmethod
+    def lenient(cls, raw: Any) -> Any:
+        if not isinstance(raw, dict):
+            return cls()
+        good = {}
+        for name in cls.model_fields:
+            if name in raw:
+                try:
+                    good[name] = getattr(cls.model_validate({name: raw[name]}), name)
+                except ValidationError:
+                    pass
+        return cls.model_validate(good)
+
+
+class TypeAuditMetrics(_Lenient):
+    n_layers: Count | None = None
+    stable_rank_mean: Signal | None = None
+    utilization_mean: Signal | None = None
+    energy_rank_90_p50: Signal | None = None
+    energy_rank_90_p90: Signal | None = None
+
+
+class LoraAuditMetrics(_Lenient):
+    """What a `metrics(kind="lora_audit")` event says about the adapter (the audit writes it)."""
+
+    n_layers: Count | None = None
+    r: Count | None = None
+    ranks: list[Count] | None = None
+    total_lora_params: Count | None = None
+    total_trainable_params: Count | None = None
+    stable_rank_mean: Signal | None = None
+    stable_rank_median: Signal | None = None
+    effective_rank_mean: Signal | None = None
+    utilization_mean: Signal | None = None
+    energy_rank_90_p50: Signal | None = None
+    energy_rank_90_p90: Signal | None = None
+    by_type: dict[str, TypeAuditMetrics] = Field(default_factory=dict)
+    allowed_ranks: list[Count] | None = None
+    suggested_r_median: Count | None = None
+    suggested_r_p90: Count | None = None
+    n_issues: Count | None = None
+
+    @classmethod
+    def lenient(cls, raw: Any) -> LoraAuditMetrics:
+        out = super().lenient(raw)
+        types = raw.get("by_type") if isinstance(raw, dict) else None
+        if isinstance(types, dict):
+            out.by_type = {str(k): TypeAuditMetrics.lenient(v) for k, v in types.items()}
+        return out

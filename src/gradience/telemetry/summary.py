@@ -14,6 +14,7 @@ from typing import Any
 from pydantic import BaseModel, Field
 
 from .reader import TelemetryEvent, TelemetryIssue, TelemetryLog
+from .schema import LoraAuditMetrics
 
 
 class TrainSignal(BaseModel):
@@ -36,7 +37,12 @@ class EvalSignal(BaseModel):
 
 class AuditSignal(BaseModel):
     step: int | None = None
-    metrics: dict[str, Any] = Field(default_factory=dict)
+    metrics: dict[str, Any] = Field(default_factory=dict)  # as logged
+
+    @property
+    def typed(self) -> LoraAuditMetrics:
+        """The metrics as a typed model: what readers use (a hostile field is absent, not a crash)."""
+        return LoraAuditMetrics.lenient(self.metrics)
 
 
 class GuardSummary(BaseModel):
