@@ -131,9 +131,18 @@ def _notes_to_stderr() -> None:
     """Library notes (e.g. 'removed … left by an interrupted run') reach the user as stderr lines."""
     import logging
 
+    class ToStderr(logging.StreamHandler):  # type: ignore[type-arg]
+        @property  # type: ignore[override]
+        def stream(self) -> Any:  # whatever sys.stderr is when the record is emitted
+            return sys.stderr
+
+        @stream.setter
+        def stream(self, value: Any) -> None:
+            pass
+
     logger = logging.getLogger("gradience")
     if not any(getattr(h, "_gradience", False) for h in logger.handlers):
-        handler = logging.StreamHandler()  # sys.stderr at the time of each record
+        handler = ToStderr()
         handler.setFormatter(logging.Formatter("note: %(message)s"))
         handler._gradience = True  # type: ignore[attr-defined]
         logger.addHandler(handler)

@@ -91,19 +91,12 @@ def test_sigterm_mid_probe_removes_the_job_scratch_folder(
 def test_read_only_output_location_is_one_line_exit_2(
     tmp_path: Path, tiny_model_dir: Path, sst2_dir: Path, make_config: Callable, monkeypatch
 ) -> None:
-    import errno
+    from fs_faults import read_only_folder
 
     cfg = _config(tmp_path, make_config, tiny_model_dir, sst2_dir)
     ro = tmp_path / "ro"
     ro.mkdir()
-    real_mkdir = os.mkdir
-
-    def mkdir(path, *a, **k):  # root ignores chmod, so the filesystem's answer is injected
-        if Path(path).parent == ro:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
-        return real_mkdir(path, *a, **k)
-
-    monkeypatch.setattr(os, "mkdir", mkdir)
+    read_only_folder(monkeypatch, ro)
     res = _bench(cfg, ro / "out")
     assert res.exit_code == 2 and res.stderr == f"error: Read-only file system: {ro / 'out'}\n"
     assert list(ro.iterdir()) == []

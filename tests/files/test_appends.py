@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import errno
-import multiprocessing as mp
 import os
 
 import pytest
@@ -135,25 +134,3 @@ def test_read_only_run_file_is_exit_2(adapter, tmp_path, monkeypatch):
     monkeypatch.undo()
     assert res.exit_code == 2 and res.stderr == f"error: Read-only file system: {run}\n"
     assert run.read_bytes() == before
-
-
-def _append_many(path: str, tag: int, n: int) -> None:
-    with TelemetryWriter(path, run_id=f"w{tag}") as w:
-        for i in range(n):
-            w.train_step(i, loss=float(i), note="x" * (tag * 40))
-
-
-def test_concurrent_appenders_never_interleave(tmp_path):
-    run = tmp_path / "run.jsonl"
-    ctx = mp.get_context("spawn")
-    procs = [ctx.Process(target=_append_many, args=(str(run), k, 200)) for k in range(4)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join(120)
-        assert p.exitcode == 0
-    log = read_telemetry(run)
-    assert not log.issues
-    for k in range(4):
-        steps = [e.step for e in log.events if e.run_id == f"w{k}" and e.event == "train_step"]
-        assert steps == list(range(200))

@@ -17,6 +17,7 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
+from fs_faults import read_only_folder
 from gradience.cli import app
 from gradience.files import MARKER, recover
 from tiny_models import make_adapter
@@ -243,14 +244,7 @@ def test_disk_full_mid_write_is_exit_2_and_keeps_the_old_out(adapter_src, tmp_pa
 def test_read_only_destination_is_exit_2_naming_the_path(adapter_src, tmp_path, monkeypatch):
     ro = tmp_path / "ro"
     ro.mkdir()
-    real_mkdir = os.mkdir
-
-    def mkdir(path, *a, **k):  # root ignores chmod, so the filesystem's answer is injected
-        if Path(path).parent == ro:
-            raise OSError(errno.EROFS, os.strerror(errno.EROFS), os.fspath(path))
-        return real_mkdir(path, *a, **k)
-
-    monkeypatch.setattr(os, "mkdir", mkdir)
+    read_only_folder(monkeypatch, ro)
     res = compress("--peft-dir", str(adapter_src), "--out", str(ro / "out"), "--rank", "2")
     assert res.exit_code == 2 and res.stderr.count("\n") == 1
     assert "Read-only file system" in res.stderr and str(ro) in res.stderr

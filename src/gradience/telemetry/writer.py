@@ -98,9 +98,9 @@ TELEMETRY_PREFIX = encode_line({"schema": SCHEMA})[:-2]  # how every line this w
 def check_appendable(fd: int, path: str | os.PathLike[str]) -> None:
     """Refuse to append telemetry to a file whose existing content is not telemetry.
 
-    Reads only up to the first line that is a telemetry event (usually line 1). An empty or
-    blank file is fine, and so is one holding just a torn first line of ours."""
-    size, pos, tail, content = os.fstat(fd).st_size, 0, b"", False
+    Reads only up to the first line that is a telemetry event (usually line 1), and at most the
+    first MiB. An empty or blank file is fine, and so is one holding just a torn first line of ours."""
+    size, pos, tail, content = min(os.fstat(fd).st_size, 1 << 20), 0, b"", False
     while pos < size:
         chunk = os.pread(fd, 1 << 16, pos)
         if not chunk:
