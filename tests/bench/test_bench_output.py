@@ -100,3 +100,39 @@ def test_read_only_output_location_is_one_line_exit_2(
     res = _bench(cfg, ro / "out")
     assert res.exit_code == 2 and res.stderr == f"error: Read-only file system: {ro / 'out'}\n"
     assert list(ro.iterdir()) == []
+
+
+def test_disk_full_mid_bench_is_exit_2_and_resume_completes(
+    tmp_path: Path, tiny_model_dir: Path, sst2_dir: Path, make_config: Callable, monkeypatch
+) -> None:
+    """The disk fills while the second run is stored: one line, exit 2; the first run survives and
+    --resume (space freed) finishes the bench without retraining it."""
+    import errno
+    import json
+
+    import gradience.bench.protocol as protocol
+
+    cfg = _config(tmp_path, make_config, tiny_model_dir, sst2_dir)
+    out = tmp_path / "out"
+    real_store, calls = protocol.store_output, []
+
+    def store_output(run_dir, job):
+        calls.append(run_dir)
+        if len(calls) == 2:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(run_dir / "adapter_model.safetensors"))
+        real_store(run_dir, job)
+
+    monkeypatch.setattr(protocol, "store_output", store_output)
+    res = _bench(cfg, out)
+    errors = [line for line in res.stderr.splitlines() if line.startswith("error:")]  # beside the run log
+    assert res.exit_code == 2 and len(errors) == 1 and "No space left on device" in errors[0]
+    assert res.stderr.rstrip().endswith(errors[0]) and "Traceback" not in res.stderr
+    first = calls[0] / "result.json"
+    stamp = first.stat().st_mtime_ns
+    monkeypatch.setattr(protocol, "store_output", real_store)
+    res = _bench(cfg, out, "--resume")
+    assert res.exit_code == 0, res.output
+    assert first.stat().st_mtime_ns == stamp
+    assert all(
+        v["status"] == "ok" for v in json.loads((out / "bench.json").read_text())["compressed"].values()
+    )
