@@ -14,6 +14,7 @@ from gradience.verdicts import (
     load_policy,
     policy_from_dict,
 )
+from gradience.verdicts.paired import compare_seed, newcombe_paired_ci
 from gradience.verdicts.simulate import simulate_correctness
 
 QUORUM_ONLY = policy_from_dict(
@@ -126,13 +127,74 @@ def test_all_wrong() -> None:
     assert collapse.validated == "0/3"
 
 
-def test_single_seed() -> None:
+def test_single_seed_cannot_pass_without_an_external_seed_sd() -> None:
     rng = np.random.default_rng(2)
-    v = judge_variant([_seed_pair(rng, 2000, 60, 50)], "safe_uniform")
-    assert v.n_seeds == 1 and v.k_required == 1 and v.validated == "1/1" and v.passed
+    pair = _seed_pair(rng, 2000, 60, 50)
+    v = judge_variant([pair], "safe_uniform")
+    assert v.n_seeds == 1 and v.k_required == 1 and v.validated == "1/1" and v.passed  # upstream's rule
     assert (v.ci_low, v.ci_high) == (v.per_seed[0].ci_low, v.per_seed[0].ci_high)
-    assert v.df is None and v.seed_se == 0
-    assert "Only one seed" in v.explanation
+    assert v.ci_low > -v.margin and v.noninferiority == "INCONCLUSIVE"  # items alone would say PASS
+    assert v.df is None and v.seed_se == 0 and "One distinct seed" in v.explanation
+    sd = judge_variant([pair], "safe_uniform", seed_sd=0.004)
+    z = 1.959963984540054
+    assert sd.ci_low == pytest.approx(sd.mean_delta - np.hypot(sd.mean_delta - v.ci_low, z * 0.004))
+    assert sd.noninferiority == "PASS" and sd.seed_se == 0.004 and "given seed SD" in sd.explanation
+    with pytest.raises(PolicyError, match="seed_sd"):
+        judge_variant([pair], "safe_uniform", seed_sd=-0.1)
+
+
+def test_duplicated_seeds_count_once() -> None:
+    """The same run listed three times is one seed: no PASS, and the interval is that seed's."""
+    rng = np.random.default_rng(5)
+    pair = _seed_pair(rng, 2000, 60, 50)
+    v = judge_variant([pair, pair, pair], "safe_uniform")
+    one = judge_variant([pair], "safe_uniform")
+    assert v.n_seeds == 3 and v.n_distinct_seeds == 1 and v.validated == "3/3"
+    assert (v.ci_low, v.ci_high, v.noninferiority) == (one.ci_low, one.ci_high, "INCONCLUSIVE")
+    assert "bit-identical" in v.explanation
+    other = _seed_pair(np.random.default_rng(6), 2000, 60, 50)
+    two = judge_variant([pair, other, pair], "safe_uniform")
+    assert two.n_distinct_seeds == 2 and two.df is not None
+
+
+def test_one_empty_discordant_cell_at_tiny_n_is_not_a_pass() -> None:
+    """b = 0, c = 1 on 20 items: a percentile bootstrap gives [0, +10] points (a PASS); the
+    Newcombe interval reaches far below the margin."""
+    probe = np.array([True] * 16 + [False] * 4)
+    variant = probe.copy()
+    variant[16] = True
+    s = compare_seed(probe, variant)
+    assert (s.n_probe_only, s.n_variant_only) == (0, 1) and s.bootstrap_ci_low == 0.0
+    assert s.ci_low < -0.05 and s.noninferiority == "INCONCLUSIVE"
+    v = judge_variant([(probe, variant), (probe, variant[::-1].copy())], "safe_uniform")
+    assert v.noninferiority != "PASS"
+
+
+def test_intervals_never_leave_the_feasible_range() -> None:
+    """Δ = variant − probe accuracy lies in [−probe, 1 − probe]: no bound beyond it."""
+    probe = np.ones(30, dtype=bool)
+    probe[:2] = False  # probe 28/30
+    variant = np.zeros(30, dtype=bool)  # a collapsed variant
+    s = compare_seed(probe, variant)
+    assert s.ci_low >= -28 / 30 - 1e-12 and s.ci_high <= 2 / 30 + 1e-12
+    good = compare_seed(probe, probe.copy())
+    assert good.ci_high <= 2 / 30 + 1e-12
+    v = judge_variant([(probe, probe.copy()), (probe, probe.copy())], "safe_uniform")
+    assert v.ci_high <= 2 / 30 + 1e-12
+
+
+def test_newcombe_interval_covers_at_small_counts() -> None:
+    """Coverage by simulation where the bootstrap fails: 20-60 items, 2-10% flips."""
+    rng = np.random.default_rng(11)
+    for n, p_b, p_c in ((20, 0.02, 0.05), (40, 0.05, 0.05), (60, 0.10, 0.02)):
+        hits = 0
+        reps = 2000
+        for _ in range(reps):
+            counts = rng.multinomial(n, [p_b, p_c, 0.8 - p_b, 0.2 - p_c])
+            b, c, a = int(counts[0]), int(counts[1]), int(counts[2])
+            low, high = newcombe_paired_ci(b, c, n, a, confidence=0.95)
+            hits += low <= p_c - p_b <= high
+        assert hits / reps >= 0.93, (n, p_b, p_c, hits / reps)
 
 
 def test_inconclusive_says_the_data_cannot_tell() -> None:

@@ -106,7 +106,7 @@ def test_fixed_seeds_or_items() -> None:
     both = plan(0.025, 0.8, 0.83, eval_items=872, n_seeds=5)
     assert not both.reachable and 0.5 < both.evaluated.power < 0.7
     one = plan(0.025, 0.8, 0.83, eval_items=2000, n_seeds=1)
-    assert one.evaluated.false_pass[0].noninferiority > 0.025  # one seed cannot see seed variance
+    assert one.evaluated.false_pass[0].noninferiority == 0 == one.evaluated.power  # one seed never passes
     noisy = plan(0.025, 0.8, 0.83, n_seeds=3, seed_sd=0.03)
     assert noisy.recommended_eval_items is None and not noisy.reachable
 

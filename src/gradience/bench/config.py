@@ -73,6 +73,9 @@ class LoraSettings(_Strict):
 class CompressionConfig(_Strict):
     allowed_ranks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
     acc_tolerance: float | None = Field(None, ge=0, lt=1, description="Overrides the policy's margin.")
+    seed_sd: float | None = Field(
+        None, ge=0, lt=1, description="Seed-to-seed SD of Δ from an earlier bench: lets one seed be judged."
+    )
     per_layer_margin: float = Field(1.0, gt=0)
     seeds: list[int] | None = Field(None, min_length=1, description="None: one seed, train.seed.")
     variants_to_test: list[VariantName] = Field(default_factory=lambda: list(ALL_VARIANTS))

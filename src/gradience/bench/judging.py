@@ -64,7 +64,8 @@ def judge_all(run: Any) -> dict[str, Judgement]:
             labels.append(o.seed)
         if not any_trained:
             continue
-        vv = judge_variant(pairs, policy, margin=cfg.compression.acc_tolerance, labels=labels, seed=0)
+        vv = judge_variant(pairs, policy, margin=cfg.compression.acc_tolerance, labels=labels, seed=0,
+                           seed_sd=cfg.compression.seed_sd)  # fmt: skip
         out[variant] = Judgement(
             verdict=Verdict(
                 policy=vv.policy, margin=vv.margin, point="PASS" if vv.passed else "FAIL",

@@ -88,6 +88,26 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df)
 
 
+def one_seed_interval(
+    low: float, high: float, mean: float, confidence: float, seed_sd: float | None
+) -> tuple[float, float]:
+    """One seed's item interval, widened by an external seed SD: each side grows in quadrature by
+    z·seed_sd (the seed effect is independent of item sampling)."""
+    if not seed_sd:
+        return low, high
+    z = float(stats.norm.ppf(0.5 + confidence / 2)) * seed_sd
+    return mean - float(np.hypot(mean - low, z)), mean + float(np.hypot(high - mean, z))
+
+
+def distinct_seeds(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
+    """Indices of the first of each group of seeds whose (probe, variant) outcomes are identical:
+    bit-identical runs are one observation of seed variance, not several."""
+    seen: dict[bytes, int] = {}
+    for i, (p, v) in enumerate(arrays):
+        seen.setdefault(np.packbits(p).tobytes() + b"|" + np.packbits(v).tobytes(), i)
+    return sorted(seen.values())
+
+
 def _row_patterns(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Distinct item rows (patterns of −1/0/1 across seeds) and how many items share each."""
     n_seeds = diff.shape[1]
@@ -135,12 +155,16 @@ def judge_variant(
     n_boot: int = 2000,
     seed: int = 0,
     labels: Sequence[str | int] | None = None,
+    seed_sd: float | None = None,
 ) -> VariantVerdict:
     """Verdict on one variant from per-seed (probe_correct, variant_correct) arrays on shared items.
 
-    ``margin`` overrides the policy's (a bench config's ``acc_tolerance``). Results are a
-    pure function of the inputs and ``seed``.
+    ``margin`` overrides the policy's (a bench config's ``acc_tolerance``). With one distinct
+    seed the verdict cannot be a non-inferiority PASS unless ``seed_sd`` (seed-to-seed SD of Δ,
+    e.g. from an earlier bench) is given. Results are a pure function of the inputs and ``seed``.
     """
+    if seed_sd is not None and not (0 <= seed_sd < 1):
+        raise PolicyError(f"seed_sd must be in [0, 1) (accuracy units), got {seed_sd}")
     pol = _resolve_policy(policy, margin)
     if len(pairs) == 0:
         raise PolicyError("judge_variant needs at least one seed's (probe_correct, variant_correct) pair")
@@ -173,22 +197,29 @@ def judge_variant(
     ]
     diff = np.stack([v.astype(np.int8) - p.astype(np.int8) for p, v in arrays], axis=1)
     n_items, n_seeds = diff.shape
-    point = pol.point_verdict(diff.sum(axis=0), n_items)
-    if n_seeds == 1:
-        only = per_seed[0]
-        mean, low, high = only.delta, only.ci_low, only.ci_high
-        item_se = float(np.sqrt(diff[:, 0].var(ddof=1) / n_items))
-        seed_se, df = 0.0, None
-        boot_low, boot_high = low, high
+    point = pol.point_verdict(diff.sum(axis=0), n_items)  # the upstream rule counts every seed given
+    keep = distinct_seeds(arrays)
+    distinct = diff[:, keep]
+    if len(keep) == 1:
+        only = per_seed[keep[0]]
+        mean = only.delta
+        low, high = one_seed_interval(only.ci_low, only.ci_high, mean, pol.confidence, seed_sd)
+        item_se = float(np.sqrt(diff[:, keep[0]].var(ddof=1) / n_items))
+        seed_se, df = float(seed_sd or 0.0), None
+        boot_low, boot_high = only.bootstrap_ci_low, only.bootstrap_ci_high
     else:
-        ci = crossed_interval(diff, pol.confidence)
+        ci = crossed_interval(distinct, pol.confidence)
         mean, low, high = float(ci.mean), float(ci.low), float(ci.high)
         item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
         df = None if not np.isfinite(df) else df
         boot_low, boot_high = crossed_bootstrap_ci(
-            diff, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
+            distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
+    probe_acc = float(np.mean([p.mean() for p, _ in arrays]))
+    low, high = max(low, -probe_acc), min(high, 1.0 - probe_acc)  # Δ's feasible range
     ni = noninferiority_label(low, high, pol.margin)
+    if ni == "PASS" and len(keep) == 1 and not seed_sd:
+        ni = "INCONCLUSIVE"  # one seed cannot see seed variance: no PASS without an external seed SD
     point_passed = bool(point["passed"])
     fields = dict(
         policy=pol.name,
@@ -196,6 +227,8 @@ def judge_variant(
         confidence=pol.confidence,
         worst_seed_floor=pol.worst_seed_floor,
         n_seeds=n_seeds,
+        n_distinct_seeds=len(keep),
+        seed_sd_given=seed_sd,
         n_items=n_items,
         k_passed=int(point["k_passed"]),
         k_required=pol.required_passes(n_seeds),

@@ -56,9 +56,20 @@ def explain_verdict(v: dict[str, Any], policy: Policy) -> str:
         )
     if policy.require_noninferiority:
         out.append(f"This policy requires non-inferiority: {'PASS' if v['passed'] else 'FAIL'}.")
-    if v["n_seeds"] == 1:
+    if v["n_distinct_seeds"] < v["n_seeds"]:
         out.append(
-            "Only one seed: the interval covers eval-item sampling but not seed-to-seed variation, "
-            "so it says nothing about retraining with another seed."
+            f"{v['n_seeds'] - v['n_distinct_seeds']} seed(s) gave bit-identical outcomes to another and "
+            f"count once: the interval uses {v['n_distinct_seeds']} distinct seed(s)."
+        )
+    if v["n_distinct_seeds"] == 1 and v["seed_sd_given"]:
+        out.append(
+            f"One distinct seed: the interval adds the given seed SD of {_points(v['seed_sd_given'])} points "
+            "to eval-item sampling."
+        )
+    elif v["n_distinct_seeds"] == 1:
+        out.append(
+            "One distinct seed: the interval covers eval-item sampling but not seed-to-seed variation, "
+            "so it cannot show non-inferiority (at best INCONCLUSIVE); run more seeds, or give a "
+            "seed SD from an earlier bench (compression.seed_sd)."
         )
     return " ".join(out)

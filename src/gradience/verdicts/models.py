@@ -24,8 +24,10 @@ class SeedComparison(_Result):
     probe_accuracy: float
     variant_accuracy: float
     delta: float = Field(description="variant accuracy − probe accuracy")
-    ci_low: float
+    ci_low: float = Field(description="Newcombe hybrid score interval (the verdict's)")
     ci_high: float
+    bootstrap_ci_low: float = Field(description="paired percentile bootstrap, for comparison")
+    bootstrap_ci_high: float
     confidence: float
     margin: float
     n_probe_only: int = Field(description="items the probe got right and the variant wrong")
@@ -44,6 +46,8 @@ class VariantVerdict(_Result):
     confidence: float
     worst_seed_floor: float | None
     n_seeds: int
+    n_distinct_seeds: int = Field(description="seeds whose outcomes differ; identical runs count once")
+    seed_sd_given: float | None = Field(description="external seed SD used with one distinct seed")
     n_items: int
     k_passed: int = Field(description="seeds with delta ≥ −margin")
     k_required: int

@@ -1,17 +1,20 @@
 """Per-seed paired statistics: probe and variant scored on the same eval items.
 
 Pairing matters: most items are right (or wrong) for both models, so only the
-discordant items carry information about Δ. The paired bootstrap resamples items;
-because each item's difference is −1, 0 or +1, resampling n items is exactly a
-multinomial draw of the three counts, which makes 10,000 resamples instant.
+discordant items carry information about Δ. The verdict's interval is Newcombe's hybrid
+score interval for paired proportions, valid at small counts and when one discordant
+cell is empty (where a percentile bootstrap collapses onto 0). The paired bootstrap is
+reported beside it: because each item's difference is −1, 0 or +1, resampling n items
+is exactly a multinomial draw of the three counts, which makes 10,000 resamples instant.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 import numpy as np
-from scipy.stats import binomtest
+from scipy.stats import binomtest, norm
 
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import NI, SeedComparison
@@ -57,6 +60,40 @@ def no_discordance_halfwidth(n_items: int, confidence: float) -> float:
     "prove" non-inferiority; bounding the unseen discordance rate keeps that honest.
     """
     return float(1.0 - ((1.0 - confidence) / 2.0) ** (1.0 / n_items))
+
+
+def wilson_interval(k: int, n: int, confidence: float) -> tuple[float, float]:
+    """Wilson's score interval for a binomial proportion k/n."""
+    z = float(norm.ppf(0.5 + confidence / 2))
+    p = k / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def newcombe_paired_ci(
+    n_probe_only: int, n_variant_only: int, n_items: int, n_both_right: int, *, confidence: float
+) -> tuple[float, float]:
+    """Interval for Δ = variant − probe accuracy on paired items: Newcombe's hybrid score method
+    (method 10 of R. G. Newcombe, "Improved confidence intervals for the difference between
+    binomial proportions based on paired data", Statistics in Medicine 17:2635–2650, 1998),
+    built from both accuracies' Wilson intervals and the φ correlation of the 2×2 table.
+    It stays valid when b or c is 0 and at small n; with no discordant item at all it is widened
+    to the exact bound on the unseen flip rate, and it never leaves the feasible range of Δ."""
+    a, b, c = n_both_right, n_probe_only, n_variant_only
+    d = n_items - a - b - c
+    p1, p2 = (a + b) / n_items, (a + c) / n_items
+    l1, u1 = wilson_interval(a + b, n_items, confidence)
+    l2, u2 = wilson_interval(a + c, n_items, confidence)
+    margins = (a + b) * (c + d) * (a + c) * (b + d)
+    phi = (a * d - b * c) / math.sqrt(margins) if margins > 0 else 0.0
+    delta = p2 - p1
+    low = delta - math.sqrt(max((p2 - l2) ** 2 - 2 * phi * (p2 - l2) * (u1 - p1) + (u1 - p1) ** 2, 0.0))
+    high = delta + math.sqrt(max((u2 - p2) ** 2 - 2 * phi * (u2 - p2) * (p1 - l1) + (p1 - l1) ** 2, 0.0))
+    if b + c == 0:
+        half = no_discordance_halfwidth(n_items, confidence)
+        low, high = min(low, -half), max(high, half)
+    return max(low, -p1), min(high, 1.0 - p1)
 
 
 def paired_bootstrap_ci(
@@ -114,7 +151,9 @@ def compare_seed(
     b = int(np.count_nonzero(probe & ~variant))
     c = int(np.count_nonzero(variant & ~probe))
     rng = np.random.default_rng(seed)
-    ci_low, ci_high = paired_bootstrap_ci(b, c, n_items, confidence=confidence, n_boot=n_boot, rng=rng)
+    both = int(np.count_nonzero(probe & variant))
+    ci_low, ci_high = newcombe_paired_ci(b, c, n_items, both, confidence=confidence)
+    boot_low, boot_high = paired_bootstrap_ci(b, c, n_items, confidence=confidence, n_boot=n_boot, rng=rng)
     diff = c - b
     return SeedComparison(
         label=None if label is None else str(label),
@@ -124,6 +163,8 @@ def compare_seed(
         delta=diff / n_items,
         ci_low=ci_low,
         ci_high=ci_high,
+        bootstrap_ci_low=boot_low,
+        bootstrap_ci_high=boot_high,
         confidence=confidence,
         margin=margin,
         n_probe_only=b,

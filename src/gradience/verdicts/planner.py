@@ -77,9 +77,8 @@ def ni_pass_probability(
     a, own = variance_parts(delta, n_items, discordance=discordance, seed_sd=seed_sd, item_share=item_share)
     q = 0.5 + confidence / 2
     shift = delta + margin
-    if n_seeds == 1:  # the one-seed interval covers item sampling only, but Δ also varies by seed
-        v = item_variance(delta, n_items, discordance)
-        return float(stats.norm.cdf((shift - stats.norm.ppf(q) * math.sqrt(v)) / math.sqrt(v + seed_sd**2)))
+    if n_seeds == 1:  # one seed cannot see seed variance: the engine never says PASS on its own
+        return 0.0
     c = 0.0 if n_seeds is None else own / n_seeds
     if c == 0:  # only the common item term; estimated with N−1 df
         if a == 0:
