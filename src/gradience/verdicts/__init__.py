@@ -11,10 +11,12 @@ Public API (what the bench calls)::
 
     compare_seed(probe_correct, variant_correct, *, margin=0.025, confidence=0.95,
                  n_boot=2000, seed=0, label=None) -> SeedComparison
-        # one seed, same eval items: Δ, paired bootstrap CI, McNemar exact p, point pass, NI verdict
+        # one seed, same eval items: Δ, Newcombe score CI (bootstrap beside), McNemar exact p,
+        # point pass, NI verdict
 
     judge_variant(pairs, policy="safe_uniform", *, margin=None, n_boot=2000, seed=0,
-                  labels=None) -> VariantVerdict
+                  labels=None, seed_sd=None) -> VariantVerdict
+        # one distinct seed: NI at best INCONCLUSIVE unless seed_sd (from an earlier bench) is given
         # pairs = [(probe_correct, variant_correct) for each seed], all on the SAME eval items.
         # .passed (the policy's verdict) · .point_estimate_passed (upstream-compatible rule)
         # .noninferiority ("PASS" | "FAIL" | "INCONCLUSIVE") · .k_passed · .k_required · .n_seeds
@@ -22,9 +24,9 @@ Public API (what the bench calls)::
         # .explanation (plain language, says when the data cannot tell the margin apart)
 
     plan(margin, power, baseline_acc, discordance=0.10, seed_sd=0.008, eval_items=None,
-         n_seeds=None, confidence=None, *, policy=None, config=None, item_share=1.0) -> PlanResult
+         n_seeds=None, confidence=None, *, policy=None, item_share=1.0) -> PlanResult
         # seeds × eval items for a target power; a budget's power and false-PASS rates.
-        # margin=None / confidence=None: from the config's acc_tolerance or the policy.
+        # margin=None / confidence=None: from the policy (a bench config's numbers: the caller's).
 
 Every result is a frozen pydantic model; ``.to_json()`` (= ``model_dump(mode="json")``) is
 its one serialisation. Randomness comes only from ``numpy.random.default_rng(seed)``.
