@@ -26,9 +26,44 @@ class SeedJudgement:
 @dataclass
 class Judgement:
     verdict: Verdict
-    ci: CI
+    ci: CI | None  # None when runs collapsed: a mean over a collapsed run is no estimate
     per_seed: dict[int, SeedJudgement] = field(default_factory=dict)
     raw: dict[str, Any] = field(default_factory=dict)  # the verdicts package's full object
+    noninferiority_p: float = 1.0  # for the selection across variants (Holm)
+    collapsed: list[int] = field(default_factory=list)  # seeds whose run collapsed
+
+
+COLLAPSE_MARGIN = 0.01  # accuracy within 1 point of always answering the majority class
+
+
+def collapsed(res: Any, labels: list[int]) -> bool:
+    """A run that learned nothing: eval accuracy at the majority-class rate (it answers one class),
+    or training loss ending at chance level, ln K (a near-uniform prediction)."""
+    counts = np.bincount(np.asarray(labels)) if labels else np.zeros(1)
+    majority = float(counts.max() / max(counts.sum(), 1))
+    chance_loss = float(np.log(max(int((counts > 0).sum()), 2)))
+    at_chance = res.train is not None and res.train.mean_loss_last_10pct >= 0.97 * chance_loss
+    return res.eval["eval"].accuracy <= majority + COLLAPSE_MARGIN or at_chance
+
+
+def unstable_judgement(vv: Any, bad: list[int]) -> Judgement:
+    """FAIL (unstable training): the collapse count with its exact interval, and the others' Δ."""
+    from scipy.stats import binomtest
+
+    n = vv.n_seeds
+    ci = binomtest(len(bad), n).proportion_ci(0.95, method="exact")
+    deltas = {int(s.label): s.delta for s in vv.per_seed}
+    others = ", ".join(f"{100 * d:+.1f}" for s, d in deltas.items() if s not in bad) or "none"
+    worst = ", ".join(f"{100 * deltas[s]:+.1f}" for s in bad)
+    statement = (
+        f"FAIL (unstable training): {len(bad)} of {n} runs collapsed (Δ {worst} points; seeds "
+        f"{', '.join(map(str, bad))}); collapse rate {len(bad)}/{n}, exact 95% CI "
+        f"[{ci.low:.1%}, {ci.high:.1%}]; the other seeds' Δ: {others} points. Not certifiable as "
+        "configured: lower train.lr or lengthen the warmup, then rerun."
+    )
+    verdict = Verdict(policy=vv.policy, margin=vv.margin, point="FAIL", non_inferiority="FAIL", passed_seeds=vv.k_passed,
+                      n_seeds=n, required_seeds=vv.k_required, worst_delta=vv.worst_delta, statement=statement)  # fmt: skip
+    return Judgement(verdict=verdict, ci=None, raw={**vv.to_json(), "collapsed_seeds": bad}, collapsed=bad)
 
 
 def correctness(eval_json: Path) -> tuple[list[int], np.ndarray]:
@@ -45,7 +80,7 @@ def judge_all(run: Any) -> dict[str, Judgement]:
     policy = load_policy(cfg.compression.policy)
     out: dict[str, Judgement] = {}
     for variant in cfg.compression.variants_to_test:
-        pairs, labels = [], []
+        pairs, labels, bad = [], [], []
         any_trained = False
         for o in run.seeds:
             res = o.variants.get(variant)
@@ -62,10 +97,20 @@ def judge_all(run: Any) -> dict[str, Judgement]:
                     raise RuntimeError(f"{variant} seed {o.seed} was evaluated on other items than its probe")
             pairs.append((probe_ok, var_ok))
             labels.append(o.seed)
+            labels_eval = run.data.eval.labels  # a run collapsed where its probe learned: relative failure
+            if (
+                res.status != "skipped_control"
+                and collapsed(res, labels_eval)
+                and not collapsed(o.probe, labels_eval)
+            ):
+                bad.append(o.seed)
         if not any_trained:
             continue
         vv = judge_variant(pairs, policy, margin=cfg.compression.acc_tolerance, labels=labels, seed=0,
                            seed_sd=cfg.compression.seed_sd)  # fmt: skip
+        if bad:
+            out[variant] = unstable_judgement(vv, bad)
+            continue
         out[variant] = Judgement(
             verdict=Verdict(
                 policy=vv.policy, margin=vv.margin, point="PASS" if vv.passed else "FAIL",
@@ -75,9 +120,10 @@ def judge_all(run: Any) -> dict[str, Judgement]:
             ci=CI(low=vv.ci_low, high=vv.ci_high, level=vv.confidence, method="items × seeds (crossed)"),
             per_seed={
                 int(s.label): SeedJudgement(s.mcnemar_p, CI(low=s.ci_low, high=s.ci_high, level=s.confidence,
-                                                            method="paired bootstrap"))
+                                                            method="Newcombe score (paired)"))
                 for s in vv.per_seed
             },
             raw=vv.to_json(),
+            noninferiority_p=vv.noninferiority_p,
         )  # fmt: skip
     return out

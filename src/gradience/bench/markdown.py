@@ -50,24 +50,27 @@ def recommendation(rep: BenchReport) -> str:
     if s.undertrained_seeds:
         lead += f"The probe is undertrained (accuracy {probe.accuracy:.3f} < gate {probe.gate['threshold']:.2f}). "
     if s.best_compression is None:
+        screening = ""
+        if s.point_rule_best is not None:
+            pb = rep.compressed[s.point_rule_best]
+            screening = (
+                f" On point estimates alone, {s.point_rule_best} ({_rank(pb)}, {_pts(pb.delta_vs_probe)} points) passed "
+                f"the {rep.protocol['policy']} rule: a screening result, not evidence."
+            )
         return lead + (
-            f"No compressed variant met the {rep.protocol['policy']} policy ({s.validated} passed): keep the probe's "
-            f"rank {probe.rank}, or rerun with more seeds/eval items if the deltas were close to the margin."
+            f"No compressed variant was shown non-inferior ({s.validated}; {s.selection}): keep the probe's "
+            f"rank {probe.rank}, or size a rerun with `gradience bench plan` (more seeds or eval items)."
+            + screening
         )
     best = rep.compressed[s.best_compression]
     v = best.verdict
-    ni = {
-        "PASS": "and its confidence interval lies inside the margin (non-inferior)",
-        "INCONCLUSIVE": "but the data cannot tell its loss apart from the margin: the CI crosses it, so treat this as "
-        "a screening result and add eval items (see `gradience bench plan`)",
-        "FAIL": "but its confidence interval lies below the margin: the point estimate passed by chance",
-    }.get(v.non_inferiority, f"non-inferiority: {v.non_inferiority}")
     red = best.param_reduction
     return lead + (
         f"Use **{s.best_compression}** ({_rank(best)}): it cuts LoRA parameters by {_pct(red.lora_only if red else None)} "
         f"({_pct(red.total_trainable if red else None)} of all trainable parameters) at an accuracy change of "
-        f"{_pts(best.delta_vs_probe)} points vs the probe; it passed the policy on {v.passed_seeds}/{v.n_seeds} "
-        f"seed(s) (needs {v.required_seeds}), {ni}. Validation level: {s.validation_level}."
+        f"{_pts(best.delta_vs_probe)} points vs the probe; its confidence interval lies inside the margin "
+        f"(non-inferior; {s.selection}), and the {rep.protocol['policy']} point rule passed on {v.passed_seeds}/"
+        f"{v.n_seeds} seed(s) (needs {v.required_seeds}). Validation level: {s.validation_level}."
     )
 
 
@@ -86,8 +89,10 @@ def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
         ),
         f"- Seeds {p['seeds']}, {p['max_steps']} steps × batch {p['batch_size']}, {t['train_items']} training items, "
         f"probe r={rep.probe.rank} (α={rep.probe.alpha:g}), policy `{p['policy']}` (margin {p['margin']:.3f})",
-        f"- Validated: **{rep.summary.validated}**; best compression: **{rep.summary.best_compression or 'none'}**; "
-        f"level: {rep.summary.validation_level}" + (" — SMOKE RUN" if rep.summary.smoke else ""),
+        f"- Validated (non-inferior, {rep.summary.selection}): **{rep.summary.validated}**; best compression: "
+        f"**{rep.summary.best_compression or 'none'}**; point rule (upstream-compatible): "
+        f"{rep.summary.point_rule_validated}; level: {rep.summary.validation_level}"
+        + (" — SMOKE RUN" if rep.summary.smoke else ""),
         *[f"- **FAILED** (after a retry): `{k}` — {why}" for k, why in rep.summary.failed_runs.items()],
         "",
         "## Probe",

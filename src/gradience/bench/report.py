@@ -50,7 +50,7 @@ class CI(BaseModel):
 class SeedRun(BaseModel):
     seed: int
     run: str  # folder under seed_<s>/
-    status: str  # ok | skipped_control | not_run | failed
+    status: str  # ok | collapsed | skipped_control | not_run | failed
     rank: int | None = None
     rank_pattern: dict[str, int] | None = None
     error: str | None = None  # why, when failed (after its retry)
@@ -96,8 +96,11 @@ class ProbeReport(BaseModel):
 
 
 class Summary(BaseModel):
-    validated: str  # "k/n": variants passing the policy / variants evaluated
-    best_compression: str | None = None
+    validated: str  # "k/n": variants shown non-inferior (Holm across variants) / variants evaluated
+    best_compression: str | None = None  # the most compressed of those
+    point_rule_validated: str = ""  # upstream-compatible: variants passing the policy's point rule
+    point_rule_best: str | None = None
+    selection: str = ""
     validation_level: str
     undertrained_seeds: list[int] = Field(default_factory=list)
     failed_runs: dict[str, str] = Field(default_factory=dict)  # "seed_<s>/<run>" → why, after a retry
@@ -222,7 +225,7 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
         src = o.probe if same else res
         sj = judged.per_seed.get(o.seed) if judged else None
         per_seed.append(SeedRun(
-            seed=o.seed, run=spec.name, status=res.status,
+            seed=o.seed, run=spec.name, status="collapsed" if judged and o.seed in judged.collapsed else res.status,
             rank=None if spec.rank_pattern else spec.r, rank_pattern=spec.rank_pattern or None,
             params=src.lora_params, trainable_params=src.trainable_params, accuracy=src.eval["eval"].accuracy,
             validation_accuracy=src.eval["beside"].accuracy if "beside" in src.eval else None,
@@ -230,7 +233,7 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
             mcnemar_p=sj.mcnemar_p if sj else None, ci=sj.ci if sj else None,
         ))  # fmt: skip
     done = [p for p in per_seed if p.status not in ("not_run", "failed")]
-    statuses = {p.status for p in done}
+    statuses = {p.status for p in done} - {"collapsed"} or {"ok"}
     status = "not_run" if not done else ("skipped_control" if statuses == {"skipped_control"} else "ok")
     if not done and any(p.status == "failed" for p in per_seed):
         status = "failed"
@@ -279,12 +282,17 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
     compressed = {v: _variant_report(run, v, judged.get(v)) for v in cfg.compression.variants_to_test}
     candidates = {n: v for n, v in compressed.items() if n not in CONTROLS and v.status == "ok"}
     passing = {n: v for n, v in candidates.items() if v.verdict.point == "PASS" and v.param_reduction}
-    best = max(
-        passing, key=lambda n: (passing[n].param_reduction.lora_only, passing[n].accuracy or 0), default=None
-    )  # type: ignore[union-attr]
-    from gradience.verdicts import load_policy
+
+    def most_compressed(names: Any) -> str | None:
+        return max(names, key=lambda n: (compressed[n].param_reduction.lora_only, compressed[n].accuracy or 0),
+                   default=None)  # type: ignore[union-attr]  # fmt: skip
+
+    from gradience.verdicts import SELECTION, holm, load_policy
 
     policy = load_policy(cfg.compression.policy)
+    alpha = (1 - policy.confidence) / 2  # the one-sided level of each non-inferiority test
+    accepted = holm({n: judged[n].noninferiority_p for n in candidates if n in judged
+                     and compressed[n].param_reduction}, alpha)  # fmt: skip
     margin = cfg.compression.acc_tolerance if cfg.compression.acc_tolerance is not None else policy.margin
     t = cfg.task
     return BenchReport(
@@ -306,7 +314,9 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
         },
         probe=_probe_report(run), compressed=compressed,
         summary=Summary(
-            validated=f"{len(passing)}/{len(candidates)}", best_compression=best,
+            validated=f"{len(accepted)}/{len(candidates)}", best_compression=most_compressed(accepted),
+            point_rule_validated=f"{len(passing)}/{len(candidates)}", point_rule_best=most_compressed(passing),
+            selection=SELECTION,
             validation_level=validation_level(len(cfg.seeds), cfg.train.max_steps),
             undertrained_seeds=[o.seed for o in run.seeds if o.gate != "PASSED"], smoke=run.opts.smoke,
             failed_runs=dict(run.failed),

@@ -17,6 +17,10 @@ Public API (what the bench calls)::
     judge_variant(pairs, policy="safe_uniform", *, margin=None, n_boot=2000, seed=0,
                   labels=None, seed_sd=None) -> VariantVerdict
         # one distinct seed: NI at best INCONCLUSIVE unless seed_sd (from an earlier bench) is given
+        # .noninferiority_p: one-sided p of Δ ≤ −margin, inverting the same interval
+
+    holm({name: noninferiority_p, ...}, alpha) -> accepted names
+        # several variants at once: family-wise false PASS ≤ alpha
         # pairs = [(probe_correct, variant_correct) for each seed], all on the SAME eval items.
         # .passed (the policy's verdict) · .point_estimate_passed (upstream-compatible rule)
         # .noninferiority ("PASS" | "FAIL" | "INCONCLUSIVE") · .k_passed · .k_required · .n_seeds
@@ -54,6 +58,7 @@ from gradience.verdicts.models import (
     SeedsRow,
     VariantVerdict,
 )
+from gradience.verdicts.multiplicity import SELECTION, holm
 from gradience.verdicts.paired import compare_seed, mcnemar_exact, noninferiority_label, paired_bootstrap_ci
 from gradience.verdicts.planner import (
     known_variance_power,
@@ -65,6 +70,7 @@ from gradience.verdicts.policy import Policy, builtin_policies, load_policy, pol
 from gradience.verdicts.render import render_plan
 
 __all__ = [
+    "SELECTION",
     "BudgetRates",
     "CrossedInterval",
     "DeltaRates",
@@ -78,6 +84,7 @@ __all__ = [
     "compare_seed",
     "crossed_bootstrap_ci",
     "crossed_interval",
+    "holm",
     "judge_variant",
     "known_variance_power",
     "load_policy",

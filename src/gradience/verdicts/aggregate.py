@@ -21,7 +21,7 @@ degrees of freedom widen the interval (valid, but less powerful than it could be
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -35,6 +35,7 @@ from gradience.verdicts.paired import (
     as_correctness,
     check_confidence,
     compare_seed,
+    newcombe_paired_ci,
     no_discordance_halfwidth,
     noninferiority_label,
 )
@@ -97,6 +98,25 @@ def one_seed_interval(
         return low, high
     z = float(stats.norm.ppf(0.5 + confidence / 2)) * seed_sd
     return mean - float(np.hypot(mean - low, z)), mean + float(np.hypot(high - mean, z))
+
+
+def noninferiority_p(low_at: Callable[[float], float], margin: float) -> float:
+    """One-sided p-value of H0: Δ ≤ −margin, by inverting the verdict's own interval: the α at
+    which the lower bound of the two-sided (1 − 2α) interval meets −margin, so p < (1 − level)/2
+    exactly when that level's verdict is PASS, whatever the interval's form. Found by bisection
+    for α in (0, 0.25); p ≥ 0.25 is reported as 1 (no family-wise test at α ≤ 0.25 rejects it)."""
+    a_lo, a_hi = 1e-12, 0.25 - 1e-9
+    if low_at(1 - 2 * a_lo) > -margin:
+        return a_lo
+    if low_at(1 - 2 * a_hi) <= -margin:
+        return 1.0
+    for _ in range(50):
+        mid = (a_lo + a_hi) / 2
+        if low_at(1 - 2 * mid) > -margin:
+            a_hi = mid
+        else:
+            a_lo = mid
+    return a_hi
 
 
 def distinct_seeds(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
@@ -200,26 +220,41 @@ def judge_variant(
     point = pol.point_verdict(diff.sum(axis=0), n_items)  # the upstream rule counts every seed given
     keep = distinct_seeds(arrays)
     distinct = diff[:, keep]
+    probe_acc = float(np.mean([p.mean() for p, _ in arrays]))
+
+    def interval(confidence: float) -> tuple[float, float]:
+        """The verdict's interval at any level, clipped to Δ's feasible range."""
+        if len(keep) == 1:
+            p, v = arrays[keep[0]]
+            b, c = int(np.count_nonzero(p & ~v)), int(np.count_nonzero(v & ~p))
+            lo, hi = newcombe_paired_ci(b, c, n_items, int(np.count_nonzero(p & v)), confidence=confidence)
+            lo, hi = one_seed_interval(lo, hi, (c - b) / n_items, confidence, seed_sd)
+        else:
+            ci_c = crossed_interval(distinct, confidence)
+            lo, hi = float(ci_c.low), float(ci_c.high)
+        return max(lo, -probe_acc), min(hi, 1.0 - probe_acc)
+
     if len(keep) == 1:
         only = per_seed[keep[0]]
         mean = only.delta
-        low, high = one_seed_interval(only.ci_low, only.ci_high, mean, pol.confidence, seed_sd)
+        low, high = interval(pol.confidence)
         item_se = float(np.sqrt(diff[:, keep[0]].var(ddof=1) / n_items))
         seed_se, df = float(seed_sd or 0.0), None
         boot_low, boot_high = only.bootstrap_ci_low, only.bootstrap_ci_high
     else:
         ci = crossed_interval(distinct, pol.confidence)
-        mean, low, high = float(ci.mean), float(ci.low), float(ci.high)
+        mean = float(ci.mean)
+        low, high = interval(pol.confidence)
         item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
         df = None if not np.isfinite(df) else df
         boot_low, boot_high = crossed_bootstrap_ci(
             distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
-    probe_acc = float(np.mean([p.mean() for p, _ in arrays]))
-    low, high = max(low, -probe_acc), min(high, 1.0 - probe_acc)  # Δ's feasible range
     ni = noninferiority_label(low, high, pol.margin)
-    if ni == "PASS" and len(keep) == 1 and not seed_sd:
-        ni = "INCONCLUSIVE"  # one seed cannot see seed variance: no PASS without an external seed SD
+    one_blind = len(keep) == 1 and not seed_sd  # one seed cannot see seed variance
+    if ni == "PASS" and one_blind:
+        ni = "INCONCLUSIVE"
+    p_value = 1.0 if one_blind else noninferiority_p(lambda conf: interval(conf)[0], pol.margin)
     point_passed = bool(point["passed"])
     fields = dict(
         policy=pol.name,
@@ -237,6 +272,7 @@ def judge_variant(
         floor_met=bool(point["floor_met"]),
         point_estimate_passed=point_passed,
         noninferiority=ni,
+        noninferiority_p=p_value,
         passed=point_passed and (ni == "PASS" or not pol.require_noninferiority),
         mean_delta=mean,
         ci_low=low,

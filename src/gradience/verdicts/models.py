@@ -56,6 +56,9 @@ class VariantVerdict(_Result):
     floor_met: bool
     point_estimate_passed: bool = Field(description="upstream-compatible rule: quorum and floor met")
     noninferiority: NI
+    noninferiority_p: float = Field(
+        description="one-sided p of 'Δ ≤ −margin', inverting this verdict's interval (for multiplicity)"
+    )
     passed: bool = Field(
         description="the policy's verdict (point estimate, plus NI when the policy requires it)"
     )
