@@ -117,7 +117,7 @@ def main_table(draws: int) -> tuple[list[str], list[str], bool]:
 
 
 def recommended_check(draws: int) -> tuple[list[str], bool]:
-    p = plan(MARGIN, 0.8, BASE, DISC, SEED_SD, confidence=CONF)
+    p = plan(MARGIN, 0.8, BASE, DISC, SEED_SD, confidence=CONF, item_share=1.0)  # this scenario's share
     seeds, items = p.recommended_seeds, p.recommended_eval_items
     assert seeds is not None and items is not None and p.evaluated is not None
     model = dict(discordance=DISC, seed_sd=SEED_SD)

@@ -414,8 +414,8 @@ def bench_plan(
         0.10, help="Fraction of eval items on which probe and variant disagree."
     ),
     seed_sd: float = typer.Option(0.008, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units)."),
-    item_share: float = typer.Option(
-        1.0, "--item-share", help="Item noise common to all seeds (1: same items flip)."
+    item_share: float | None = typer.Option(
+        None, "--item-share", help="Item noise common to all seeds (1: same items flip); default: worst case."
     ),
     eval_items: int | None = typer.Option(None, "--eval-items", help="Fix the eval set size."),
     seeds: int | None = typer.Option(None, "--seeds", help="Fix the number of seeds."),

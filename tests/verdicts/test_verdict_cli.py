@@ -27,7 +27,9 @@ def assert_bad_input(result, fragment: str) -> None:
 
 
 def test_json_plan() -> None:
-    result = bench_plan("--margin", "0.025", "--power", "0.8", "--baseline-acc", "0.83", "--json")
+    result = bench_plan(
+        "--margin", "0.025", "--power", "0.8", "--baseline-acc", "0.83", "--item-share", "1", "--json"
+    )
     assert result.exit_code == 0, result.stderr
     data = json.loads(result.stdout)
     assert data["recommended_seeds"] == 3 and data["reachable"] is True
@@ -35,7 +37,7 @@ def test_json_plan() -> None:
 
 
 def test_text_plan_and_unreachable_budget_exits_1() -> None:
-    ok = bench_plan("--baseline-acc", "0.83")
+    ok = bench_plan("--baseline-acc", "0.83", "--item-share", "1")
     assert ok.exit_code == 0 and "Recommended: 3 seeds" in ok.stdout
     short = bench_plan("--baseline-acc", "0.83", "--eval-items", "500", "--seeds", "3", "--json")
     assert short.exit_code == 1
@@ -50,7 +52,7 @@ def test_config_flag(tmp_path: Path) -> None:
     cfg.write_text(
         BENCH + "train: {eval_samples: 2500}\ncompression: {seeds: [1, 2, 3], acc_tolerance: 0.03}\n"
     )
-    result = bench_plan("--baseline-acc", "0.83", "--config", str(cfg), "--json")
+    result = bench_plan("--baseline-acc", "0.83", "--config", str(cfg), "--item-share", "1", "--json")
     data = json.loads(result.stdout)
     assert result.exit_code == 0 and (data["given_seeds"], data["given_eval_items"]) == (3, 2500)
     assert data["margin"] == 0.03

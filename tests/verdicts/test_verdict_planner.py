@@ -34,7 +34,7 @@ def test_500_items_power_is_capped_whatever_the_seeds() -> None:
     assert ni_pass_probability(0.0, 500, None, **(MODEL | {"confidence": 0.90})) == pytest.approx(
         0.55, abs=0.01
     )
-    p = plan(0.025, 0.8, 0.83, eval_items=500)
+    p = plan(0.025, 0.8, 0.83, eval_items=500, item_share=1.0)
     assert p.recommended_seeds is None and not p.reachable and p.min_eval_items_any_seeds > 500
     assert p.evaluated is not None and p.evaluated.power < 0.45
 
@@ -83,7 +83,7 @@ def test_point_rule_probability_matches_monte_carlo(k_required: int, floor: floa
 
 
 def test_default_recommendation_is_minimal_and_reaches_the_target() -> None:
-    p = plan(0.025, 0.8, 0.83)
+    p = plan(0.025, 0.8, 0.83, item_share=1.0)
     assert p.recommended_seeds == 3 and p.recommended_eval_items % 100 == 0
     assert p.reachable and p.evaluated.power >= 0.8
     assert ni_pass_probability(0.0, p.recommended_eval_items - 100, 3, **MODEL) < 0.8
@@ -99,15 +99,15 @@ def test_default_recommendation_is_minimal_and_reaches_the_target() -> None:
 
 
 def test_fixed_seeds_or_items() -> None:
-    by_items = plan(0.025, 0.8, 0.83, eval_items=3000)
+    by_items = plan(0.025, 0.8, 0.83, eval_items=3000, item_share=1.0)
     assert by_items.recommended_seeds == 3 and by_items.evaluated.eval_items == 3000
-    by_seeds = plan(0.025, 0.8, 0.83, n_seeds=5)
+    by_seeds = plan(0.025, 0.8, 0.83, n_seeds=5, item_share=1.0)
     assert by_seeds.recommended_eval_items == 1600 and by_seeds.evaluated.n_seeds == 5
-    both = plan(0.025, 0.8, 0.83, eval_items=872, n_seeds=5)
+    both = plan(0.025, 0.8, 0.83, eval_items=872, n_seeds=5, item_share=1.0)
     assert not both.reachable and 0.5 < both.evaluated.power < 0.7
-    one = plan(0.025, 0.8, 0.83, eval_items=2000, n_seeds=1)
+    one = plan(0.025, 0.8, 0.83, eval_items=2000, n_seeds=1, item_share=1.0)
     assert one.evaluated.false_pass[0].noninferiority == 0 == one.evaluated.power  # one seed never passes
-    noisy = plan(0.025, 0.8, 0.83, n_seeds=3, seed_sd=0.03)
+    noisy = plan(0.025, 0.8, 0.83, n_seeds=3, seed_sd=0.03, item_share=1.0)
     assert noisy.recommended_eval_items is None and not noisy.reachable
 
 
@@ -141,3 +141,21 @@ def test_planner_matches_the_engine_with_unshared_flips() -> None:
     ci = crossed_interval(variant.astype(np.int8) - probe.astype(np.int8), 0.95)
     predicted = ni_pass_probability(0.0, 872, 3, item_share=0.0, **MODEL)
     assert float(np.mean(ci.low > -0.025)) == pytest.approx(predicted, abs=0.04)
+
+
+def test_unknown_item_share_plans_for_the_worst_case() -> None:
+    """Without --item-share the plan must hold whatever share of flips the seeds have in common."""
+    from gradience.verdicts.planner import WORST_CASE_SHARES, ni_pass_probability
+
+    worst = plan(0.025, 0.8, 0.83)
+    best = plan(0.025, 0.8, 0.83, item_share=1.0)
+    assert worst.item_share_worst_case and not best.item_share_worst_case
+    assert (worst.recommended_seeds, worst.recommended_eval_items) != (
+        best.recommended_seeds,
+        best.recommended_eval_items,
+    )
+    seeds, items = worst.recommended_seeds, worst.recommended_eval_items
+    powers = [ni_pass_probability(0.0, items, seeds, margin=0.025, discordance=0.10, seed_sd=0.008,
+                                  confidence=0.95, item_share=s) for s in WORST_CASE_SHARES]  # fmt: skip
+    assert min(powers) >= 0.8 and worst.evaluated.power == pytest.approx(min(powers))
+    assert any("worst" in n for n in worst.notes)

@@ -120,6 +120,9 @@ class PlanResult(_Result):
     discordance: float
     seed_sd: float
     item_share: float = Field(description="fraction of item noise common to all seeds (1: same items flip)")
+    item_share_worst_case: bool = Field(
+        False, description="item_share was unknown: the plan holds at every share; rates at the worst"
+    )
     confidence: float
     policy: str
     given_seeds: int | None

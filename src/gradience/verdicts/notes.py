@@ -74,13 +74,20 @@ def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: i
         )
         if ev.n_seeds == 1:
             notes.append(
-                "With one seed the interval cannot include seed-to-seed variation, so false-PASS exceeds "
-                "its design rate."
+                "With one seed the verdict cannot reach a non-inferiority PASS (it cannot see seed-to-seed "
+                "variation) unless a seed SD from an earlier bench is given (compression.seed_sd)."
             )
-    notes.append(
-        f"Assumes item_share = {share:g} of the item noise is common to all seeds (1: the same items flip for "
-        "every seed). Flips that differ between seeds average out over seeds but add to the between-seed "
-        "variance, which 3 seeds estimate poorly: compare with --item-share 0. Measure discordance and seed "
-        "SD from a pilot run (a verdict's mean_discordance and per-seed deltas)."
-    )
+    if r.get("item_share_worst_case"):
+        notes.append(
+            "The share of item noise common to all seeds (item_share) was not given, so the plan holds at "
+            f"every share from 0 to 1; the rates shown are at the worst one ({share:g}). Give --item-share "
+            "if a pilot run measured it."
+        )
+    else:
+        notes.append(
+            f"Assumes item_share = {share:g} of the item noise is common to all seeds (1: the same items flip for "
+            "every seed). Flips that differ between seeds average out over seeds but add to the between-seed "
+            "variance, which 3 seeds estimate poorly: compare with --item-share 0. Measure discordance and seed "
+            "SD from a pilot run (a verdict's mean_discordance and per-seed deltas)."
+        )
     return notes

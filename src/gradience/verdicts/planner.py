@@ -183,6 +183,9 @@ def _validate(margin: float, power: float, baseline_acc: float, discordance: flo
         raise PolicyError(f"seed_sd must be in [0, 1) (accuracy units), got {seed_sd}")
 
 
+WORST_CASE_SHARES = (0.0, 0.25, 0.5, 0.75, 1.0)
+
+
 def plan(
     margin: float | None,
     power: float,
@@ -198,7 +201,7 @@ def plan(
     max_seeds: int = 20,
     max_eval_items: int = 20_000,
     round_items_to: int = 100,
-    item_share: float = 1.0,
+    item_share: float | None = None,
 ) -> PlanResult:
     """Seeds and eval items that reach ``power`` at true Δ = 0, and a budget's power and false-PASS rates.
 
@@ -208,7 +211,10 @@ def plan(
     seeds nor items fixed, it recommends the fewest seeds ≥ ``min_seeds`` (training runs
     are the expensive part) whose eval set is ≤ ``max_eval_items``, rounded up.
     ``item_share`` is the fraction of item noise common to all seeds (1: the same items
-    flip for every seed; 0: each seed flips its own).
+    flip for every seed; 0: each seed flips its own). Unknown (None, the default), the plan
+    must hold whatever it is: a budget counts as reaching the power only if it does at every
+    share in WORST_CASE_SHARES, and the budget's rates are reported at the share where its
+    power is lowest.
     """
     pol = policy if isinstance(policy, Policy) else load_policy(policy or "safe_uniform")
     margin = pol.margin if margin is None else float(margin)
@@ -218,14 +224,13 @@ def plan(
         raise PolicyError(f"eval_items must be at least 2, got {eval_items}")
     if n_seeds is not None and n_seeds < 1:
         raise PolicyError(f"n_seeds must be at least 1, got {n_seeds}")
-    if not 0 <= item_share <= 1:
+    if item_share is not None and not 0 <= item_share <= 1:
         raise PolicyError(f"item_share must be in [0, 1], got {item_share}")
-    model = dict(
-        margin=margin, discordance=discordance, seed_sd=seed_sd, confidence=confidence, item_share=item_share
-    )
+    shares = WORST_CASE_SHARES if item_share is None else (item_share,)
+    base = dict(margin=margin, discordance=discordance, seed_sd=seed_sd, confidence=confidence)
 
     def reaches(n_items: int, seeds: int | None) -> bool:
-        return ni_pass_probability(0.0, n_items, seeds, **model) >= power
+        return all(ni_pass_probability(0.0, n_items, seeds, **base, item_share=s) >= power for s in shares)
 
     floor_items = _smallest(lambda n: reaches(n, None), 2, _MAX_ITEMS)
     if floor_items is None:
@@ -253,14 +258,18 @@ def plan(
 
     eval_seeds = rec_seeds if rec_seeds is not None else (n_seeds or max(min_seeds, 2))
     eval_n = rec_items
-    evaluated = None if eval_n is None else _rates(eval_seeds, eval_n, pol, **model)
+    worst = shares[0]
+    if eval_n is not None and len(shares) > 1:  # report the budget where it is weakest
+        worst = min(shares, key=lambda s: ni_pass_probability(0.0, eval_n, eval_seeds, **base, item_share=s))
+    evaluated = None if eval_n is None else _rates(eval_seeds, eval_n, pol, **base, item_share=worst)
     result = dict(
         margin=margin,
         target_power=power,
         baseline_acc=baseline_acc,
         discordance=discordance,
         seed_sd=seed_sd,
-        item_share=item_share,
+        item_share=worst,
+        item_share_worst_case=item_share is None,
         confidence=confidence,
         policy=pol.name,
         given_seeds=n_seeds,

@@ -14,7 +14,7 @@ def render_plan(plan: PlanResult, console: Console | None = None) -> None:
     out.print(
         f"[bold]Plan[/bold]: non-inferiority margin {100 * plan.margin:g} points, target power {plan.target_power:g} "
         f"at true Δ = 0, {plan.confidence:.0%} CI; baseline accuracy {plan.baseline_acc:g}, discordance "
-        f"{plan.discordance:g} (item share {plan.item_share:g}), seed SD {100 * plan.seed_sd:g} points; "
+        f"{plan.discordance:g} (item share {plan.item_share:g}{', worst case' if plan.item_share_worst_case else ''}), seed SD {100 * plan.seed_sd:g} points; "
         f"policy {plan.policy}."
     )
     table = Table("seeds", "eval items needed", title="Eval items for the target power (shared by all seeds)")
