@@ -337,30 +337,19 @@ def _write(root: Path, rng: random.Random, suffix: str, data: bytes) -> Path:
     return path
 
 
+def _plan_case(rng: random.Random, root: Path, tree: dict[str, Any], flag: str) -> list[str]:
+    """`bench plan` reading a mutated YAML through `flag` (--config: bench YAML, --policy: policy)."""
+    data = mutate_text(yaml.safe_dump(tree), rng, tree, dump_yaml)
+    path = _write(root, rng, ".yaml", data)
+    return ["bench", "plan", flag, str(path), "--baseline-acc", "0.83", "--item-share", "1", "--json"]
+
+
 def gen_bench_yaml(rng: random.Random, seeds: Seeds, root: Path) -> list[str]:
-    data = mutate_text(yaml.safe_dump(BENCH), rng, BENCH, dump_yaml)
-    return [
-        "bench",
-        "plan",
-        "--config",
-        str(_write(root, rng, ".yaml", data)),
-        "--baseline-acc",
-        "0.83",
-        "--json",
-    ]
+    return _plan_case(rng, root, BENCH, "--config")
 
 
 def gen_policy_yaml(rng: random.Random, seeds: Seeds, root: Path) -> list[str]:
-    data = mutate_text(yaml.safe_dump(POLICY), rng, POLICY, dump_yaml)
-    return [
-        "bench",
-        "plan",
-        "--policy",
-        str(_write(root, rng, ".yaml", data)),
-        "--baseline-acc",
-        "0.83",
-        "--json",
-    ]
+    return _plan_case(rng, root, POLICY, "--policy")
 
 
 def gen_check_config(rng: random.Random, seeds: Seeds, root: Path) -> list[str]:
