@@ -222,17 +222,18 @@ def judge_variant(
     distinct = diff[:, keep]
     probe_acc = float(np.mean([p.mean() for p, _ in arrays]))
 
+    def feasible(lo: float, hi: float) -> tuple[float, float]:
+        return max(lo, -probe_acc), min(hi, 1.0 - probe_acc)
+
     def interval(confidence: float) -> tuple[float, float]:
         """The verdict's interval at any level, clipped to Δ's feasible range."""
         if len(keep) == 1:
             p, v = arrays[keep[0]]
             b, c = int(np.count_nonzero(p & ~v)), int(np.count_nonzero(v & ~p))
             lo, hi = newcombe_paired_ci(b, c, n_items, int(np.count_nonzero(p & v)), confidence=confidence)
-            lo, hi = one_seed_interval(lo, hi, (c - b) / n_items, confidence, seed_sd)
-        else:
-            ci_c = crossed_interval(distinct, confidence)
-            lo, hi = float(ci_c.low), float(ci_c.high)
-        return max(lo, -probe_acc), min(hi, 1.0 - probe_acc)
+            return feasible(*one_seed_interval(lo, hi, (c - b) / n_items, confidence, seed_sd))
+        ci_c = crossed_interval(distinct, confidence)
+        return feasible(float(ci_c.low), float(ci_c.high))
 
     if len(keep) == 1:
         only = per_seed[keep[0]]
@@ -244,7 +245,7 @@ def judge_variant(
     else:
         ci = crossed_interval(distinct, pol.confidence)
         mean = float(ci.mean)
-        low, high = interval(pol.confidence)
+        low, high = feasible(float(ci.low), float(ci.high))  # the same as interval(), computed once
         item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
         df = None if not np.isfinite(df) else df
         boot_low, boot_high = crossed_bootstrap_ci(
