@@ -55,6 +55,7 @@ class TrainConfig(_Strict):
     max_steps: int = Field(500, ge=1)
     eval_steps: int | None = Field(None, ge=1, description="Monitor a separate selection slice; never picks.")
     lr: float = Field(5e-4, gt=0)
+    warmup_ratio: float = Field(0.06, ge=0, lt=1, description="Linear warmup over this share of max_steps.")
     weight_decay: float = Field(0.0, ge=0)
     per_device_train_batch_size: int = Field(16, ge=1)
     per_device_eval_batch_size: int = Field(64, ge=1)

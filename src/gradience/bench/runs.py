@@ -198,7 +198,7 @@ def _produce(
 
         stats = T.train_lora(
             model, data.train, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
-            weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad, device=device, writer=writer,
+            warmup_ratio=tr.warmup_ratio, weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad, device=device, writer=writer,
             label=f"seed {spec.seed} {spec.name}", on_eval=monitor if data.selection else None,
             eval_steps=tr.eval_steps,
         )  # fmt: skip

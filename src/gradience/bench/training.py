@@ -23,7 +23,6 @@ from gradience.bench import BenchInputError
 from gradience.bench.tasks import Split, collate, eval_batches
 from gradience.files import checkpoint
 
-WARMUP_FRACTION = 0.06  # of max_steps, linear warmup then linear decay to 0
 MAX_GRAD_NORM = 1.0
 LOG_POINTS = 50  # about this many train_step events per run
 
@@ -156,6 +155,7 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndar
 
 def train_lora(
     model: Any, data: Split, *, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+    warmup_ratio: float = 0.06,
     pad_token_id: int, device: Any, writer: Any = None, label: str = "train",
     on_eval: Any = None, eval_steps: int | None = None,
 ) -> TrainStats:  # fmt: skip
@@ -164,7 +164,7 @@ def train_lora(
 
     params = [p for p in model.parameters() if p.requires_grad]
     opt = torch.optim.AdamW(params, lr=lr, weight_decay=weight_decay)
-    sched = get_linear_schedule_with_warmup(opt, math.ceil(WARMUP_FRACTION * steps), steps)
+    sched = get_linear_schedule_with_warmup(opt, math.ceil(warmup_ratio * steps), steps)
     log_every = max(1, steps // LOG_POINTS)
     losses: list[float] = []
     tokens = 0
