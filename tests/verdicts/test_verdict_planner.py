@@ -43,8 +43,8 @@ def test_2000_items_3_seeds() -> None:
     closed_form = stats.norm.cdf(0.025 / math.sqrt(0.10 / 2000 + 0.008**2 / 3) - stats.norm.ppf(0.975))
     assert known_variance_power(0.0, 2000, 3, **MODEL) == pytest.approx(closed_form)
     assert closed_form == pytest.approx(0.83, abs=0.015)
-    # Estimating the seed variance from 3 seeds costs a few points of that power.
-    assert 0.76 < ni_pass_probability(0.0, 2000, 3, **MODEL) < closed_form
+    # Estimating the seed variance from 3 seeds (2 df, ν capped at (S−1)/w) costs ~12 points of it.
+    assert 0.68 < ni_pass_probability(0.0, 2000, 3, **MODEL) < closed_form
 
 
 @pytest.mark.parametrize("n_items, n_seeds", [(2000, 3), (872, 5)])
@@ -100,9 +100,9 @@ def test_default_recommendation_is_minimal_and_reaches_the_target() -> None:
 
 def test_fixed_seeds_or_items() -> None:
     by_items = plan(0.025, 0.8, 0.83, eval_items=3000, item_share=1.0)
-    assert by_items.recommended_seeds == 3 and by_items.evaluated.eval_items == 3000
+    assert by_items.recommended_seeds == 4 and by_items.evaluated.eval_items == 3000
     by_seeds = plan(0.025, 0.8, 0.83, n_seeds=5, item_share=1.0)
-    assert by_seeds.recommended_eval_items == 1600 and by_seeds.evaluated.n_seeds == 5
+    assert by_seeds.recommended_eval_items == 1700 and by_seeds.evaluated.n_seeds == 5
     both = plan(0.025, 0.8, 0.83, eval_items=872, n_seeds=5, item_share=1.0)
     assert not both.reachable and 0.5 < both.evaluated.power < 0.7
     one = plan(0.025, 0.8, 0.83, eval_items=2000, n_seeds=1, item_share=1.0)
@@ -124,14 +124,14 @@ def test_bad_arguments() -> None:
         plan(0.025, 0.8, 1.0)
 
 
-def test_unshared_flips_reduce_to_an_exact_t_test() -> None:
-    """With no common item noise the verdict is a t-test on per-seed Δ: power is a noncentral t."""
+def test_unshared_flips_are_a_t_test_with_a_variance_floor() -> None:
+    """With no common item noise the verdict is a t-test on per-seed Δ (power: a noncentral t),
+    except that the variance never drops below the within-cell floor, which adds a little."""
     for n_items, seeds in ((872, 3), (2000, 5)):
         own = 0.008**2 + 0.10 / n_items
         exact = stats.nct.sf(stats.t.ppf(0.975, seeds - 1), seeds - 1, 0.025 / math.sqrt(own / seeds))
-        assert ni_pass_probability(0.0, n_items, seeds, item_share=0.0, **MODEL) == pytest.approx(
-            exact, abs=0.003
-        )
+        power = ni_pass_probability(0.0, n_items, seeds, item_share=0.0, **MODEL)
+        assert exact <= power < exact + 0.02
     p = plan(0.025, 0.8, 0.83, item_share=0.0)
     assert p.by_seeds[1].eval_items_needed is None and p.recommended_seeds == 4  # 3 seeds: 2 df, never 0.8
 

@@ -48,6 +48,7 @@ from gradience.verdicts.aggregate import (
     crossed_bootstrap_ci,
     crossed_interval,
     judge_variant,
+    verdict_intervals,
 )
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import (
@@ -84,6 +85,7 @@ __all__ = [
     "compare_seed",
     "crossed_bootstrap_ci",
     "crossed_interval",
+    "verdict_intervals",
     "holm",
     "judge_variant",
     "known_variance_power",

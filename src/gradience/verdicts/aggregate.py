@@ -61,7 +61,15 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     """Studentised CI of mean Δ for ``diff[..., item, seed]`` in {−1, 0, 1}, vectorised over ``...``.
 
     Needs at least 2 items and 2 seeds. Works from row and column sums only, so a batch
-    of thousands of simulated experiments costs a few passes over the data.
+    of thousands of simulated experiments costs a few passes over the data. Three guards,
+    each chosen by ``benchmarks/verdict_calibration.py``: the variance never falls below the
+    within-cell binomial variance over N·S cells (a true lower bound on Var(mean Δ), so the
+    interval is never [0, 0] when flips differ between seeds); the item term's degrees of
+    freedom are at most the number of items that differ in some seed, minus 1 (a handful of
+    discordant items is a handful of observations, not N); and the seed term's share w of
+    the variance caps ν at (S−1)/w instead of Satterthwaite's (S−1)/w², because with 2–4
+    seed degrees of freedom Satterthwaite's ν is lenient (up to 4.3% one-sided at a nominal
+    2.5% with 3 seeds in the study, 3.1% with the cap).
     """
     d = np.asarray(diff)
     n_items, n_seeds = d.shape[-2:]
@@ -71,6 +79,7 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     row = d.sum(axis=-1, dtype=np.int64).astype(np.float64)
     col = d.sum(axis=-2, dtype=np.int64).astype(np.float64)
     sum_sq = np.count_nonzero(d, axis=(-2, -1)).astype(np.float64)  # Σ d² for d ∈ {−1, 0, 1}
+    informative = np.count_nonzero(d.any(axis=-1), axis=-1).astype(np.float64)
     n_cells = n_items * n_seeds
     mean = row.sum(axis=-1) / n_cells
     row_ss = (row**2).sum(axis=-1) / n_seeds - n_cells * mean**2
@@ -81,9 +90,13 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     s2_cols = np.maximum(col_ss, 0.0) / n_items / (n_seeds - 1)
     item_var = np.maximum(s2_rows - mse / n_seeds, 0.0) / n_items
     seed_var = s2_cols / n_seeds
-    var = item_var + seed_var
-    denom = item_var**2 / (n_items - 1) + seed_var**2 / (n_seeds - 1)
+    floor = np.maximum(sum_sq / n_cells - mean**2, 0.0) / n_cells
+    var = np.maximum(item_var + seed_var, floor)
+    item_df = np.clip(informative - 1, 1, n_items - 1)
+    denom = item_var**2 / item_df + seed_var**2 / (n_seeds - 1)
     df = np.where(denom > 0, var**2 / np.where(denom > 0, denom, 1.0), np.inf)
+    share = np.where(var > 0, seed_var / np.where(var > 0, var, 1.0), 0.0)
+    df = np.minimum(df, np.where(share > 0, (n_seeds - 1) / np.where(share > 0, share, 1.0), np.inf))
     crit = stats.t.ppf(0.5 + confidence / 2, df)
     half = np.where(sum_sq == 0, no_discordance_halfwidth(n_items, confidence), crit * np.sqrt(var))
     return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df)
@@ -119,13 +132,52 @@ def noninferiority_p(low_at: Callable[[float], float], margin: float) -> float:
     return a_hi
 
 
-def distinct_seeds(arrays: list[tuple[np.ndarray, np.ndarray]]) -> list[int]:
-    """Indices of the first of each group of seeds whose (probe, variant) outcomes are identical:
+def _distinct_mask(probe: np.ndarray, variant: np.ndarray) -> np.ndarray:
+    """keep[d, s]: seed s is the first of its group of identical (probe, variant) columns —
     bit-identical runs are one observation of seed variance, not several."""
-    seen: dict[bytes, int] = {}
-    for i, (p, v) in enumerate(arrays):
-        seen.setdefault(np.packbits(p).tobytes() + b"|" + np.packbits(v).tobytes(), i)
-    return sorted(seen.values())
+    n_seeds = probe.shape[-1]
+    keep = np.ones((probe.shape[0], n_seeds), bool)
+    for s in range(1, n_seeds):
+        for t in range(s):
+            same = (probe[:, :, s] == probe[:, :, t]).all(axis=1) & (
+                variant[:, :, s] == variant[:, :, t]
+            ).all(axis=1)
+            keep[:, s] &= ~same
+    return keep
+
+
+def verdict_intervals(
+    probe: np.ndarray, variant: np.ndarray, confidence: float, seed_sd: float | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(low, high, distinct seeds) of the verdict's interval for ``probe/variant[draw, item, seed]``.
+
+    The one implementation ``judge_variant`` and the calibration study both use: identical
+    seeds count once; one distinct seed gets Newcombe's interval (widened by ``seed_sd``),
+    several the crossed interval; every interval is clipped to Δ's feasible range.
+    """
+    p, v = np.asarray(probe, bool), np.asarray(variant, bool)
+    n_draws, n_items, _ = p.shape
+    keep = _distinct_mask(p, v)
+    low, high = np.empty(n_draws), np.empty(n_draws)
+    patterns, which = np.unique(keep, axis=0, return_inverse=True)
+    for k, pattern in enumerate(patterns):
+        rows, cols = np.flatnonzero(which.ravel() == k), np.flatnonzero(pattern)
+        pk, vk = p[rows][:, :, cols], v[rows][:, :, cols]
+        if cols.size > 1:
+            ci = crossed_interval(vk.astype(np.int8) - pk.astype(np.int8), confidence)
+            low[rows], high[rows] = ci.low, ci.high
+            continue
+        pk, vk = pk[:, :, 0], vk[:, :, 0]
+        counts = np.stack([(pk & ~vk).sum(1), (vk & ~pk).sum(1), (pk & vk).sum(1)], axis=1)
+        uniq, back = np.unique(counts, axis=0, return_inverse=True)
+        bounds = np.array([
+            one_seed_interval(*newcombe_paired_ci(b, c, n_items, a, confidence=confidence),
+                              (c - b) / n_items, confidence, seed_sd)
+            for b, c, a in uniq.tolist()
+        ])  # fmt: skip
+        low[rows], high[rows] = bounds[back.ravel(), 0], bounds[back.ravel(), 1]
+    probe_acc = p.mean(axis=(1, 2))
+    return np.maximum(low, -probe_acc), np.minimum(high, 1.0 - probe_acc), keep.sum(axis=1)
 
 
 def _row_patterns(diff: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -218,22 +270,15 @@ def judge_variant(
     diff = np.stack([v.astype(np.int8) - p.astype(np.int8) for p, v in arrays], axis=1)
     n_items, n_seeds = diff.shape
     point = pol.point_verdict(diff.sum(axis=0), n_items)  # the upstream rule counts every seed given
-    keep = distinct_seeds(arrays)
+    batch_p = np.stack([p for p, _ in arrays], axis=1)[None]
+    batch_v = np.stack([v for _, v in arrays], axis=1)[None]
+    keep = np.flatnonzero(_distinct_mask(batch_p, batch_v)[0]).tolist()  # identical seeds count once
     distinct = diff[:, keep]
-    probe_acc = float(np.mean([p.mean() for p, _ in arrays]))
-
-    def feasible(lo: float, hi: float) -> tuple[float, float]:
-        return max(lo, -probe_acc), min(hi, 1.0 - probe_acc)
 
     def interval(confidence: float) -> tuple[float, float]:
         """The verdict's interval at any level, clipped to Δ's feasible range."""
-        if len(keep) == 1:
-            p, v = arrays[keep[0]]
-            b, c = int(np.count_nonzero(p & ~v)), int(np.count_nonzero(v & ~p))
-            lo, hi = newcombe_paired_ci(b, c, n_items, int(np.count_nonzero(p & v)), confidence=confidence)
-            return feasible(*one_seed_interval(lo, hi, (c - b) / n_items, confidence, seed_sd))
-        ci_c = crossed_interval(distinct, confidence)
-        return feasible(float(ci_c.low), float(ci_c.high))
+        lo, hi, _ = verdict_intervals(batch_p, batch_v, confidence, seed_sd)
+        return float(lo[0]), float(hi[0])
 
     if len(keep) == 1:
         only = per_seed[keep[0]]
@@ -241,13 +286,15 @@ def judge_variant(
         low, high = interval(pol.confidence)
         item_se = float(np.sqrt(diff[:, keep[0]].var(ddof=1) / n_items))
         seed_se, df = float(seed_sd or 0.0), None
+        se = float(np.hypot(item_se, seed_se))
         boot_low, boot_high = only.bootstrap_ci_low, only.bootstrap_ci_high
     else:
         ci = crossed_interval(distinct, pol.confidence)
         mean = float(ci.mean)
-        low, high = feasible(float(ci.low), float(ci.high))  # the same as interval(), computed once
+        low, high = interval(pol.confidence)
         item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
         df = None if not np.isfinite(df) else df
+        se = float(ci.se)  # never below the within-cell floor
         boot_low, boot_high = crossed_bootstrap_ci(
             distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
@@ -278,7 +325,7 @@ def judge_variant(
         mean_delta=mean,
         ci_low=low,
         ci_high=high,
-        se=float(np.hypot(item_se, seed_se)),
+        se=se,
         item_se=item_se,
         seed_se=seed_se,
         df=df,

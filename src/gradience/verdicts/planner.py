@@ -86,8 +86,14 @@ def ni_pass_probability(
         return float(stats.norm.cdf((shift - stats.t.ppf(q, n_items - 1) * math.sqrt(a)) / math.sqrt(a)))
     assert n_seeds is not None
     c_hat = c * _chi2_nodes(n_seeds - 1)
-    v_hat = a + c_hat
-    df = v_hat**2 / (a**2 / (n_items - 1) + c_hat**2 / (n_seeds - 1))
+    floor = item_variance(delta, n_items, discordance) / n_seeds  # the engine's within-cell floor
+    v_hat = np.maximum(a + c_hat, floor)
+    # the engine's item df: items that differ in some seed (flips shared with weight item_share)
+    spread = 1 + (n_seeds - 1) * (1.0 - item_share)
+    informative = n_items * (1.0 - (1.0 - max(discordance, abs(delta))) ** spread)
+    item_df = min(n_items - 1, max(1.0, informative - 1))
+    df = v_hat**2 / (a**2 / item_df + c_hat**2 / (n_seeds - 1))
+    df = np.minimum(df, (n_seeds - 1) * v_hat / c_hat)  # the engine's cap (S−1)/w
     crit = stats.t.ppf(q, df)
     return float(stats.norm.cdf((shift - crit * np.sqrt(v_hat)) / math.sqrt(a + c)).mean())
 

@@ -12,6 +12,8 @@ Generative model (shared eval items, per-seed training noise):
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 from scipy import stats
 
@@ -45,3 +47,71 @@ def simulate_correctness(
     probe = variant_loses | both_right
     variant = variant_wins | both_right
     return probe, variant
+
+
+class InfeasibleCell(ValueError):
+    """The requested accuracy, discordance and Δ cannot hold together in the probit model."""
+
+
+@dataclass(frozen=True)
+class ProbitCell:
+    """Latent thresholds and loadings that give a cell its exact population acc, Δ and discordance.
+
+    z_m[i, s] = c_m + √ρ·A_i + √(1−ρ)·(√f·G_m,i + √(1−f)·H_m,is) + κ·η_m,s  for m ∈ {probe, variant}:
+    A_i is the item's difficulty (shared by both models and every seed), G/H the model-specific
+    part that makes items flip (shared by every seed with weight f: the shared-flip fraction),
+    η the seed's effect on each model; an item is right when z > 0. The marginal accuracies are
+    Φ(c_m/√(1+κ²)), so Δ is exact; ρ is solved so that P(probe ≠ variant) is the discordance;
+    κ so that the seed-to-seed SD of a seed's Δ is ``seed_sd`` (to first order).
+    """
+
+    c_probe: float
+    c_variant: float
+    rho: float
+    kappa: float
+    share: float
+
+
+def probit_cell(*, acc: float, delta: float, discordance: float, share: float, seed_sd: float) -> ProbitCell:
+    """Solve the latent model for one cell of the calibration grid (raises InfeasibleCell)."""
+    from scipy.optimize import brentq
+
+    acc_v = acc + delta
+    if not (0 < acc < 1 and 0 < acc_v < 1):
+        raise InfeasibleCell(f"accuracies {acc:g} and {acc_v:g} must lie in (0, 1)")
+    q_p, q_v = stats.norm.ppf(acc), stats.norm.ppf(acc_v)
+    kappa = 0.0
+    for _ in range(3):  # κ enters the thresholds only through √(1+κ²): a few fixed-point steps
+        scale = np.sqrt(1 + kappa**2)
+        kappa = seed_sd / np.hypot(stats.norm.pdf(q_p * scale), stats.norm.pdf(q_v * scale))
+    total = 1 + kappa**2
+
+    def disc_at(r: float) -> float:
+        both = stats.multivariate_normal(mean=[0, 0], cov=[[1, r], [r, 1]]).cdf([q_p, q_v])
+        return acc + acc_v - 2 * float(both) - discordance
+
+    r_max = 1 / total - 1e-9
+    if disc_at(0.0) < 0:
+        raise InfeasibleCell(f"discordance {discordance:g} exceeds that of independent models at acc {acc:g}")
+    if disc_at(r_max) > 0:
+        raise InfeasibleCell(f"discordance {discordance:g} is below what seed effects alone give")
+    r = brentq(disc_at, 0.0, r_max, xtol=1e-12)
+    scale = np.sqrt(total)
+    return ProbitCell(float(q_p * scale), float(q_v * scale), float(r * total), float(kappa), float(share))
+
+
+def simulate_probit(
+    rng: np.random.Generator, cell: ProbitCell, n_draws: int, n_items: int, n_seeds: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probe_correct, variant_correct), each bool of shape (n_draws, n_items, n_seeds)."""
+    shape, item = (n_draws, n_items, n_seeds), (n_draws, n_items, 1)
+    common = np.sqrt(cell.rho) * rng.standard_normal(item)
+    own, f = np.sqrt(1 - cell.rho), cell.share
+    out = []
+    for c in (cell.c_probe, cell.c_variant):
+        z = common + own * (
+            np.sqrt(f) * rng.standard_normal(item) + np.sqrt(1 - f) * rng.standard_normal(shape)
+        )
+        z += cell.kappa * rng.standard_normal((n_draws, 1, n_seeds))
+        out.append(z > -c)
+    return out[0], out[1]
