@@ -407,15 +407,22 @@ def bench_plan(
         None, help="Non-inferiority margin (0.025 = 2.5 points); default: policy."
     ),
     power: float = typer.Option(0.8, help="Target power at true Δ = 0."),
-    baseline_acc: float = typer.Option(
-        ..., "--baseline-acc", help="Probe accuracy expected on the eval items."
+    baseline_acc: float | None = typer.Option(
+        None, "--baseline-acc", help="Probe accuracy expected on the eval items (required without --from)."
     ),
-    discordance: float = typer.Option(
-        0.10, help="Fraction of eval items on which probe and variant disagree."
+    discordance: float | None = typer.Option(
+        None, help="Fraction of eval items on which probe and variant disagree [default: 0.10]."
     ),
-    seed_sd: float = typer.Option(0.008, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units)."),
+    seed_sd: float | None = typer.Option(
+        None, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units) [default: 0.008]."
+    ),
     item_share: float | None = typer.Option(
         None, "--item-share", help="Item noise common to all seeds (1: same items flip); default: worst case."
+    ),
+    from_dir: Path | None = typer.Option(
+        None,
+        "--from",
+        help="A finished bench folder: estimate accuracy, discordance, seed SD and item share.",
     ),
     eval_items: int | None = typer.Option(None, "--eval-items", help="Fix the eval set size."),
     seeds: int | None = typer.Option(None, "--seeds", help="Fix the number of seeds."),
@@ -432,28 +439,39 @@ def bench_plan(
     """Seeds and eval items a target power needs; a budget's power and false-PASS rates. Exit 1: unreachable."""
 
     def body() -> int:
-        from gradience.verdicts import plan, render_plan
+        from gradience.verdicts import PolicyError, plan, render_estimate, render_plan
 
         given: dict[str, Any] = {}
         if config is not None:  # the bench validates its own config; flags given here win
             from gradience.bench.config import load_config, planner_budget
 
             given = planner_budget(load_config(config))
+        measured = None
+        if from_dir is not None:
+            from gradience.bench.judging import estimate_from_bench
+
+            measured = estimate_from_bench(from_dir)
+            given.update(measured.estimate.model_dump(exclude={"variants"}))
+        acc = baseline_acc if baseline_acc is not None else given.get("baseline_acc")
+        if acc is None:
+            raise PolicyError("bench plan needs --baseline-acc, or --from a finished bench folder")
         result = plan(
             margin if margin is not None else given.get("margin"),
             power,
-            baseline_acc,
-            discordance,
-            seed_sd,
+            acc,
+            discordance if discordance is not None else given.get("discordance", 0.10),
+            seed_sd if seed_sd is not None else given.get("seed_sd", 0.008),
             eval_items if eval_items is not None else given.get("eval_items"),
             seeds if seeds is not None else given.get("n_seeds"),
             confidence,
             policy=policy if policy is not None else given.get("policy"),
-            item_share=item_share,
+            item_share=item_share if item_share is not None else given.get("item_share"),
         )
         if as_json:
-            _print_json(result.to_json())
+            _print_json(result.to_json() | ({"estimated_from": measured.to_json()} if measured else {}))
         else:
+            if measured:
+                render_estimate(measured)
             render_plan(result)
         return 0 if result.reachable else 1
 

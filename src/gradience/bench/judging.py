@@ -127,3 +127,71 @@ def judge_all(run: Any) -> dict[str, Judgement]:
             noninferiority_p=vv.noninferiority_p,
         )  # fmt: skip
     return out
+
+
+def _seed_runs(seed_dir: Path, left_out: list[str]) -> dict[str, Any]:
+    """A seed folder's finished runs by folder name (unfinished ones are noted, not read)."""
+    from gradience.bench.runs import RunResult
+
+    runs = {}
+    for run_dir in sorted(p for p in seed_dir.iterdir() if (p / "eval.json").is_file()):
+        if not (run_dir / "result.json").is_file():
+            left_out.append(f"{seed_dir.name}/{run_dir.name} (unfinished)")
+            continue
+        runs[run_dir.name] = RunResult.model_validate_json((run_dir / "result.json").read_text("utf-8"))
+    return runs
+
+
+def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.ndarray]]], list[str]]:
+    """Each variant's per-seed (probe, variant) correctness in a finished bench folder, for
+    `bench plan --from`; collapsed runs and untrained controls are left out (and named)."""
+    from gradience.bench import BenchInputError
+
+    seed_dirs = sorted(p for p in Path(out_dir).glob("seed_*") if p.is_dir())
+    if not seed_dirs:
+        raise FileNotFoundError(f"no seed_* run folders (not a finished bench output): {out_dir}")
+    by_variant: dict[str, list[tuple[np.ndarray, np.ndarray]]] = {}
+    left_out: list[str] = []
+    for seed_dir in seed_dirs:
+        try:
+            runs = _seed_runs(seed_dir, left_out)
+            probes = [name for name, r in runs.items() if r.spec.variant == "probe"]
+            if len(probes) != 1:
+                left_out.append(f"{seed_dir.name} (no single finished probe)")
+                continue
+            probe_run = seed_dir / probes[0] / "eval.json"
+            rows, probe_ok = correctness(probe_run)
+            labels = json.loads(probe_run.read_text(encoding="utf-8"))["splits"]["eval"]["labels"]
+            if collapsed(runs[probes[0]], labels):
+                left_out.append(f"{seed_dir.name} (its probe collapsed)")
+                continue
+            for name, res in runs.items():
+                if name == probes[0] or res.status != "ok":
+                    continue
+                var_rows, var_ok = correctness(seed_dir / name / "eval.json")
+                if var_rows != rows:
+                    raise BenchInputError(
+                        f"{seed_dir.name}/{name} was evaluated on other items than its probe"
+                    )
+                if collapsed(res, labels):
+                    left_out.append(f"{seed_dir.name}/{name} (collapsed)")
+                    continue
+                by_variant.setdefault(res.spec.variant, []).append((probe_ok, var_ok))
+        except (ValueError, KeyError, TypeError) as exc:  # pydantic and JSON errors are ValueErrors
+            if isinstance(exc, BenchInputError):
+                raise
+            raise BenchInputError(
+                f"{seed_dir}: not a bench run folder ({type(exc).__name__}: {exc})"
+            ) from None
+    return by_variant, left_out
+
+
+def estimate_from_bench(out_dir: Path) -> Any:
+    """`bench plan --from`: the planner's inputs measured on a finished bench."""
+    from gradience.verdicts.estimate import estimate_plan_inputs
+    from gradience.verdicts.models import MeasuredPlanInputs
+
+    by_variant, left_out = paired_results(out_dir)
+    usable = {k: v for k, v in by_variant.items() if len(v) >= 2}
+    left_out += [f"{k} (only {len(v)} usable seed)" for k, v in by_variant.items() if len(v) < 2]
+    return MeasuredPlanInputs(source=str(out_dir), left_out=left_out, estimate=estimate_plan_inputs(usable))

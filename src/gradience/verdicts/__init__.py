@@ -68,7 +68,7 @@ from gradience.verdicts.planner import (
     point_rule_pass_probability,
 )
 from gradience.verdicts.policy import Policy, builtin_policies, load_policy, policy_from_dict
-from gradience.verdicts.render import render_plan
+from gradience.verdicts.render import render_estimate, render_plan
 
 __all__ = [
     "SELECTION",
@@ -97,5 +97,6 @@ __all__ = [
     "plan",
     "point_rule_pass_probability",
     "policy_from_dict",
+    "render_estimate",
     "render_plan",
 ]

@@ -146,6 +146,11 @@ def _distinct_mask(probe: np.ndarray, variant: np.ndarray) -> np.ndarray:
     return keep
 
 
+def can_pass(n_distinct: np.ndarray | int, seed_sd: float | None) -> np.ndarray | bool:
+    """One distinct seed cannot see seed variance: it may PASS only with an external seed SD."""
+    return np.asarray(n_distinct) > 1 if not seed_sd else np.ones_like(np.asarray(n_distinct), bool)
+
+
 def verdict_intervals(
     probe: np.ndarray, variant: np.ndarray, confidence: float, seed_sd: float | None = None
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -299,7 +304,7 @@ def judge_variant(
             distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
     ni = noninferiority_label(low, high, pol.margin)
-    one_blind = len(keep) == 1 and not seed_sd  # one seed cannot see seed variance
+    one_blind = not can_pass(len(keep), seed_sd)
     if ni == "PASS" and one_blind:
         ni = "INCONCLUSIVE"
     p_value = 1.0 if one_blind else noninferiority_p(lambda conf: interval(conf)[0], pol.margin)

@@ -136,3 +136,34 @@ class PlanResult(_Result):
     reachable: bool = Field(description="the recommended or given budget reaches the target power")
     evaluated: BudgetRates | None
     notes: list[str]
+
+
+class VariantEstimate(_Result):
+    """One variant's planner inputs, estimated from its seeds' per-item results."""
+
+    variant: str
+    n_seeds: int
+    n_items: int
+    probe_accuracy: float
+    delta: float
+    discordance: float
+    seed_sd: float = Field(description="seed-to-seed SD of Δ beyond item sampling (crossed ANOVA)")
+    item_share: float = Field(description="share of the per-item noise common to all seeds")
+
+
+class PlanEstimate(_Result):
+    """Pooled planner inputs (`gradience bench plan --from DIR`)."""
+
+    baseline_acc: float
+    discordance: float
+    seed_sd: float
+    item_share: float
+    variants: list[VariantEstimate]
+
+
+class MeasuredPlanInputs(_Result):
+    """Planner inputs measured on a finished bench, with what was left out and why."""
+
+    source: str
+    left_out: list[str] = Field(default_factory=list)
+    estimate: PlanEstimate

@@ -5,7 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
-from gradience.verdicts.models import PlanResult
+from gradience.verdicts.models import MeasuredPlanInputs, PlanResult
 
 
 def render_plan(plan: PlanResult, console: Console | None = None) -> None:
@@ -43,3 +43,24 @@ def render_plan(plan: PlanResult, console: Console | None = None) -> None:
         out.print(f"• {note}")
     verdict = "reaches" if plan.reachable else "does NOT reach"
     out.print(f"[bold]This budget {verdict} the target power {plan.target_power:g}.[/bold]")
+
+
+def render_estimate(measured: MeasuredPlanInputs, console: Console | None = None) -> None:
+    """The inputs `bench plan --from` measured, per variant, before the plan they feed."""
+    out = console or Console(soft_wrap=False)
+    est = measured.estimate
+    table = Table("variant", "seeds", "items", "acc", "Δ pts", "disc", "seed SD", "share",
+                  title=f"Measured on {measured.source} (seed SD in points; share: item noise common to all seeds)")  # fmt: skip
+    for v in est.variants:
+        table.add_row(v.variant, str(v.n_seeds), f"{v.n_items:,}", f"{v.probe_accuracy:.3f}", f"{100 * v.delta:+.2f}",
+                      f"{v.discordance:.3f}", f"{100 * v.seed_sd:.2f}", f"{v.item_share:.2f}")  # fmt: skip
+    table.add_row("pooled", "", "", f"{est.baseline_acc:.3f}", "", f"{est.discordance:.3f}",
+                  f"{100 * est.seed_sd:.2f}", f"{est.item_share:.2f}")  # fmt: skip
+    out.print(table)
+    if measured.left_out:
+        out.print("Left out: " + "; ".join(measured.left_out) + ".")
+    fewest = min(v.n_seeds for v in est.variants)
+    if fewest < 5:
+        out.print(
+            f"Seed SD and item share come from as few as {fewest} seeds: rough; the plan treats them as known."
+        )

@@ -1,0 +1,62 @@
+"""The planner's inputs estimated from a finished bench: accuracy, discordance, seed SD, shared flips.
+
+Per variant, with d[i, s] = variant − probe correctness on the shared items, the crossed
+ANOVA's mean squares give the item variance common to all seeds σ²_a = (MS_R − MS_E)/S,
+the item-by-seed part σ²_e = MS_E and the seed variance σ²_b = (MS_C − MS_E)/N (each
+clipped at 0). The planner's ``item_share`` is σ²_a/(σ²_a + σ²_e) — the fraction of the
+per-item noise that the seeds share — and its ``seed_sd`` is σ_b. Variants are pooled by
+averaging each quantity; the per-variant values are kept so the user sees the spread.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+
+import numpy as np
+
+from gradience.verdicts.errors import PolicyError
+from gradience.verdicts.models import PlanEstimate, VariantEstimate
+
+
+def _variant_estimate(name: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> VariantEstimate:
+    probe = np.stack([np.asarray(p, bool) for p, _ in pairs], axis=1)
+    variant = np.stack([np.asarray(v, bool) for _, v in pairs], axis=1)
+    d = variant.astype(np.float64) - probe.astype(np.float64)
+    n, s = d.shape
+    grand, rows, cols = d.mean(), d.mean(axis=1), d.mean(axis=0)
+    ms_r = s * float(((rows - grand) ** 2).sum()) / (n - 1)
+    ms_c = n * float(((cols - grand) ** 2).sum()) / (s - 1)
+    resid = d - rows[:, None] - cols[None, :] + grand
+    ms_e = float((resid**2).sum()) / ((n - 1) * (s - 1))
+    common, own = max(ms_r - ms_e, 0.0) / s, ms_e
+    return VariantEstimate(
+        variant=name,
+        n_seeds=s,
+        n_items=n,
+        probe_accuracy=float(probe.mean()),
+        delta=float(grand),
+        discordance=float((d != 0).mean()),
+        seed_sd=float(np.sqrt(max(ms_c - ms_e, 0.0) / n)),
+        item_share=float(common / (common + own)) if common + own > 0 else 1.0,
+    )
+
+
+def estimate_plan_inputs(by_variant: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]]) -> PlanEstimate:
+    """Pool the per-variant estimates; every variant needs ≥ 2 seeds on the same items."""
+    rows = []
+    for name, pairs in by_variant.items():
+        if len(pairs) < 2:
+            raise PolicyError(f"{name}: {len(pairs)} seed(s); estimating seed variance needs at least 2")
+        sizes = {np.asarray(a).size for pair in pairs for a in pair}
+        if len(sizes) != 1 or sizes == {0} or min(sizes) < 2:
+            raise PolicyError(f"{name}: seeds were scored on different or too few items {sorted(sizes)}")
+        rows.append(_variant_estimate(name, pairs))
+    if not rows:
+        raise PolicyError("no variant with per-item results to estimate from")
+    return PlanEstimate(
+        baseline_acc=float(np.mean([r.probe_accuracy for r in rows])),
+        discordance=float(np.mean([r.discordance for r in rows])),
+        seed_sd=float(np.sqrt(np.mean([r.seed_sd**2 for r in rows]))),
+        item_share=float(np.mean([r.item_share for r in rows])),
+        variants=rows,
+    )
