@@ -68,7 +68,9 @@ class VariantVerdict(_Result):
     se: float = Field(description="standard error of mean_delta (eval items and seeds)")
     item_se: float = Field(description="part of se from eval-item sampling shared by all seeds")
     seed_se: float = Field(description="part of se from seed-to-seed variation")
-    df: float | None = Field(description="Welch–Satterthwaite degrees of freedom; None with one seed")
+    df: float | None = Field(
+        description="Satterthwaite df with the seed-term cap (S−1)/w; None with one seed"
+    )
     bootstrap_ci_low: float = Field(
         description="plain crossed (items × seeds) percentile bootstrap, for comparison"
     )

@@ -80,14 +80,14 @@ def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: i
     if r.get("item_share_worst_case"):
         notes.append(
             "The share of item noise common to all seeds (item_share) was not given, so the plan holds at "
-            f"every share from 0 to 1; the rates shown are at the worst one ({share:g}). Give --item-share "
-            "if a pilot run measured it."
+            f"every share from 0 to 1; the rates shown are at the worst one ({share:g}). Measure it on a "
+            "pilot bench with --from DIR, or give --item-share."
         )
     else:
         notes.append(
             f"Assumes item_share = {share:g} of the item noise is common to all seeds (1: the same items flip for "
             "every seed). Flips that differ between seeds average out over seeds but add to the between-seed "
-            "variance, which 3 seeds estimate poorly: compare with --item-share 0. Measure discordance and seed "
-            "SD from a pilot run (a verdict's mean_discordance and per-seed deltas)."
+            "variance, which 3 seeds estimate poorly: compare with --item-share 0. `bench plan --from DIR` "
+            "measures discordance, seed SD and item_share on a finished pilot bench."
         )
     return notes
