@@ -240,3 +240,51 @@ def test_bad_inputs() -> None:
         judge_variant([_seed_pair(rng, 500, 5, 5)], "nope")
     with pytest.raises(PolicyError, match="≥ 2 seeds"):
         crossed_interval(np.zeros((10, 1), np.int8), 0.95)
+
+
+def test_disjoint_flips_are_never_a_zero_width_interval() -> None:
+    """25 losses and 25 wins per seed on different items, 500 items, 3 seeds: every seed's Δ is 0
+    and the ANOVA item term is negative, so the old estimate was [0, 0] → PASS."""
+    n, seeds = 500, 3
+    probe = np.zeros(n, bool)
+    probe[:250] = True
+    pairs = []
+    for s in range(seeds):
+        variant = probe.copy()
+        lose = np.arange(25) + 25 * s  # right for the probe, lost by this seed's variant
+        win = 250 + np.arange(25) + 25 * s  # wrong for the probe, won by this seed's variant
+        variant[lose], variant[win] = False, True
+        pairs.append((probe, variant))
+    d = np.stack([v.astype(np.int8) - p.astype(np.int8) for p, v in pairs], axis=1)
+    ci = crossed_interval(d, 0.95)
+    cell_var = (d != 0).mean() - d.mean() ** 2  # within-cell binomial variance, written out
+    assert ci.item_var == 0 and ci.seed_var == 0
+    assert float(ci.se) == pytest.approx(np.sqrt(cell_var / d.size))
+    assert float(ci.high - ci.low) > 0.02
+    v = judge_variant(pairs, "noninferiority", margin=0.01)
+    assert v.ci_low < -0.01 and v.noninferiority != "PASS"
+
+
+def test_item_degrees_of_freedom_count_only_items_that_differ() -> None:
+    """A handful of discordant items is a handful of observations: ν ≤ informative items − 1."""
+    rng = np.random.default_rng(8)
+    probe = rng.random(100) < 0.85
+    variant = probe.copy()
+    variant[np.flatnonzero(probe)[:4]] = False
+    variant[np.flatnonzero(~probe)[:1]] = True
+    pairs = []
+    for s in range(5):  # a seed-specific extra loss so the seeds are not identical
+        v = variant.copy()
+        v[np.flatnonzero(probe & variant)[s]] = False
+        pairs.append((probe, v))
+    d = np.stack([v.astype(np.int8) - p.astype(np.int8) for p, v in pairs], axis=1)
+    ci = crossed_interval(d, 0.95)
+    assert np.count_nonzero(d.any(axis=1)) == 10 and float(ci.df) <= 9
+
+
+def test_seed_term_df_is_capped_at_s_minus_1_over_its_share() -> None:
+    probe, variant = simulate_correctness(np.random.default_rng(11), 50, 800, 3, delta=0.0, seed_sd=0.02)
+    ci = crossed_interval(variant.astype(np.int8) - probe.astype(np.int8), 0.95)
+    w = ci.seed_var / ci.se**2
+    assert np.all(np.where(w > 0, ci.df * w, 0.0) <= 2 + 1e-9)
+    assert np.all(ci.df >= 2 - 1e-9)
