@@ -113,6 +113,14 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _choice(value: str, flag: str, choices: tuple[str, ...]) -> Any:
+    from gradience.compress import CompressError
+
+    if value not in choices:
+        raise CompressError(f"{flag} must be one of {', '.join(choices)}, got {value!r}")
+    return value
+
+
 def _parse_ranks(text: str | None) -> list[int] | None:
     if text is None:
         return None
@@ -228,13 +236,15 @@ def check(
     task_profile: str | None = typer.Option(
         None, "--task-profile", help="easy_classification | hard_reasoning | generation | unknown."
     ),
+    optimizer: str | None = typer.Option(None, "--optimizer", help="Optimizer name (e.g. adamw)."),
     lr: float | None = typer.Option(None, "--lr", help="Learning rate."),
     weight_decay: float | None = typer.Option(None, "--weight-decay", help="Weight decay."),
     r: int | None = typer.Option(None, "--r", help="LoRA rank."),
     alpha: float | None = typer.Option(None, "--alpha", help="LoRA alpha."),
     targets: list[str] | None = typer.Option(
-        None, "--targets", help="Target modules (repeat or comma-separate)."
+        None, "--targets", help="Target modules (repeat, comma- or space-separate)."
     ),
+    notes: str | None = typer.Option(None, "--notes", help="Free text carried into the result."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     verbose: bool = typer.Option(
         False, "--verbose", help="Show why, suggestions and where each value came from."
@@ -254,6 +264,8 @@ def check(
             "r": r,
             "alpha": alpha,
             "target_modules": targets or None,
+            "optimizer": optimizer,
+            "notes": notes,
         }
         result = run_check(
             config,
@@ -307,6 +319,12 @@ def compress(
     budget_ratio: float | None = typer.Option(None, help="Budget as a fraction of today's LoRA params."),
     from_audit: bool = typer.Option(False, "--from-audit", help="The audit's per-layer suggestion."),
     allowed_ranks: str | None = typer.Option(None, help="Allowed ranks, e.g. '1,2,4,8,16,32'."),
+    alpha_mode: str = typer.Option(
+        "keep_scale", "--alpha-mode", help="keep_scale (rescale α) | keep_alpha (factors absorb it)."
+    ),
+    dtype: str | None = typer.Option(
+        None, "--dtype", help="fp16 | bf16 | fp32 for LoRA factors (default: as read)."
+    ),
     overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out folder."),
     as_json: bool = typer.Option(False, "--json", help="Print the compression report as JSON."),
     verbose: bool = typer.Option(False, "--verbose"),
@@ -331,8 +349,66 @@ def compress(
             budget_ratio=budget_ratio,
             from_audit=from_audit,
             allowed_ranks=_parse_ranks(allowed_ranks),
+            alpha_mode=_choice(alpha_mode, "--alpha-mode", ("keep_scale", "keep_alpha")),
+            dtype=None if dtype is None else _choice(dtype, "--dtype", ("fp16", "bf16", "fp32")),
         )
         report = compress_adapter(peft_dir, out, plan, overwrite=overwrite)
+        if as_json:
+            _print_json(report.to_json())
+        else:
+            render_compress(report)
+        return 0
+
+    _guarded(body, verbose)
+
+
+@app.command()
+def report(
+    run_file: Path = typer.Argument(..., help="Telemetry JSONL file."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """Upstream v0.3.1's `report`: events, evaluation accuracy, training loss and alerts of a run file."""
+
+    def body() -> int:
+        from gradience.compat.report import render_report, telemetry_report
+
+        rep = telemetry_report(run_file)
+        if as_json:
+            _print_json(rep.to_json())
+        else:
+            render_report(rep)
+        return 0
+
+    _guarded(body, verbose)
+
+
+@app.command()
+def truncate(
+    peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder to truncate."),
+    out_dir: Path = typer.Option(..., "--out-dir", help="Output folder (a complete PEFT adapter)."),
+    rank: int = typer.Option(..., "--rank", help="Target rank (capped at each layer's r)."),
+    alpha_mode: str = typer.Option(
+        "keep_ratio", "--alpha-mode", help="keep_ratio (keep each layer's scale) | keep_alpha (keep α)."
+    ),
+    dtype: str = typer.Option("fp16", "--dtype", help="fp16 | bf16 | fp32 for the written LoRA factors."),
+    report_path: Path | None = typer.Option(None, "--report", help="Also write the report (JSON) here."),
+    overwrite: bool = typer.Option(False, "--overwrite", help="Replace a non-empty --out-dir folder."),
+    as_json: bool = typer.Option(False, "--json", help="Print the report as JSON."),
+    verbose: bool = typer.Option(False, "--verbose"),
+) -> None:
+    """Upstream 0.11's `truncate`: `compress --rank` with upstream's flags (SVD from r×r cores)."""
+
+    def body() -> int:
+        from gradience.compat.truncate import ALPHA_MODES, truncate_plan
+        from gradience.compress import compress_adapter, render_compress
+        from gradience.files import write_json_atomic
+
+        mode = _choice(alpha_mode, "--alpha-mode", tuple(ALPHA_MODES))
+        plan = truncate_plan(rank, mode, _choice(dtype, "--dtype", ("fp16", "bf16", "fp32")))
+        report = compress_adapter(peft_dir, out_dir, plan, overwrite=overwrite)
+        if report_path is not None:
+            write_json_atomic(report_path, report.to_json())
         if as_json:
             _print_json(report.to_json())
         else:
@@ -497,8 +573,20 @@ def prepare_process() -> None:
 
 
 def main() -> None:
+    from gradience.compat.cli_args import translate_argv
+
     prepare_process()
-    app()
+    app(args=translate_argv(sys.argv[1:]), prog_name="gradience")
+
+
+def bench_main() -> None:
+    """Upstream's `gradience-bench` console script: `gradience bench` with upstream's flags."""
+    from gradience.compat.bench_cli import translate_bench_argv
+
+    prepare_process()
+    _notes_to_stderr()
+    args = translate_bench_argv(sys.argv[1:])
+    typer.main.get_command(bench_app).main(args=args, prog_name="gradience-bench")
 
 
 if __name__ == "__main__":

@@ -144,9 +144,14 @@ def test_append_event_to_run_joins_latest_run(tmp_path: Path) -> None:
 
 
 def test_append_event_to_empty_and_missing_file(tmp_path: Path) -> None:
+    with pytest.raises(TelemetryError, match="does not exist"):
+        append_event_to_run(tmp_path / "no" / "run.jsonl", "metrics", {"kind": "lora_audit", "metrics": {}})
+    created = tmp_path / "new.jsonl"  # upstream's --append created a missing file
+    append_event_to_run(created, "metrics", {"kind": "lora_audit", "metrics": {"n_layers": 2}})
+    start, metrics = read_telemetry(created, strict=True).events
+    assert (start.event, metrics.event) == ("run_start", "metrics") and start.run_id == metrics.run_id
+    assert metrics.payload["metrics"] == {"n_layers": 2}
     path = tmp_path / "run.jsonl"
-    with pytest.raises(TelemetryError, match="not found"):
-        append_event_to_run(path, "metrics", {"kind": "lora_audit", "metrics": {}})
     path.write_text("")
     append_event_to_run(path, "metrics", {"kind": "lora_audit", "metrics": {}})
     (e,) = read_telemetry(path, strict=True).events

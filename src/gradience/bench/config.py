@@ -16,6 +16,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from gradience.bench import BenchInputError
 from gradience.bench.registry import VARIANTS
+from gradience.compat import UpstreamConfigError, is_upstream_config, translate_bench_config
 from gradience.files import MalformedInput, describe_validation_error, loads_yaml, read_text
 
 ALL_VARIANTS: tuple[str, ...] = tuple(VARIANTS)
@@ -195,6 +196,11 @@ def load_config(name_or_path: str | Path) -> BenchConfig:
         data = loads_yaml(read_text(path, "bench config"), f"bench config {path}")
     except MalformedInput as exc:
         raise BenchInputError(str(exc)) from None
+    if is_upstream_config(data):  # upstream's layout (bench_version 0.1): translated, each key accounted for
+        try:
+            data = translate_bench_config(data, str(path))
+        except UpstreamConfigError as exc:
+            raise BenchInputError(str(exc)) from None
     return parse_config(data, str(path))
 
 

@@ -122,6 +122,7 @@ class CheckConfig(BaseModel):
     max_steps: int | None = None
     epochs: float | None = None
     seed: int | None = None
+    notes: str | None = None  # free text carried into the result (upstream's --notes)
     sources: dict[str, str] = Field(default_factory=dict)
 
     @property
@@ -142,7 +143,7 @@ class CheckConfig(BaseModel):
 
 _INT_KEYS = {"r", "batch_size", "gradient_accumulation", "max_steps", "seed"}
 _FLOAT_KEYS = {"lr", "weight_decay", "alpha", "alpha_over_r", "dropout", "epochs"}
-_STR_KEYS = {"model_name", "dataset_name", "dataset_subset", "task_profile", "bias", "optimizer"}
+_STR_KEYS = {"model_name", "dataset_name", "dataset_subset", "task_profile", "bias", "optimizer", "notes"}
 
 
 def flatten(data: Mapping[str, Any], label: str) -> dict[str, Any]:

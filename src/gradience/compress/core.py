@@ -25,6 +25,7 @@ from gradience.audit import (
     LayerSpec,
     alpha_for_scale,
     audit_adapter,
+    lora_scale,
     module_type,
     open_adapter,
 )
@@ -138,38 +139,50 @@ def compress_adapter(
 
     ranks = choose_ranks(plan, shapes, [sc.sigma for sc in scanned], audit_suggestion)
     rslora = bool(adapter.config.use_rslora)
-    targets = [
-        LayerTarget(
-            la.name,
-            ranks[la.name],
-            la.alpha if ranks[la.name] == la.r else alpha_for_scale(la.scale, ranks[la.name], rslora),
-            la.scale,
-        )
-        for la in adapter.layers
-    ]
+    keep_alpha = plan.alpha_mode == "keep_alpha"
+    targets = [_target(la, ranks[la.name], rslora, keep_alpha) for la in adapter.layers]
     config = build_config(dict(adapter.config.raw), targets, rslora)
     with staged_output(dst, kind="compress", inputs=[src], overwrite=overwrite) as tmp:
-        rows, carried, dtypes = _write_weights(adapter, scanned, targets, tmp / WEIGHTS_NAME)
+        rows, carried, dtypes = _write_weights(adapter, scanned, targets, tmp / WEIGHTS_NAME, plan.dtype)
         report = _report(src, dst, plan, adapter, rows, carried, dtypes, config)
         _write_json(tmp / CONFIG_NAME, config)
         _write_json(tmp / REPORT_NAME, report.to_json())
     return report
 
 
+def _target(la: LayerSpec, k: int, rslora: bool, keep_alpha: bool) -> LayerTarget:
+    """keep_scale: α rescaled so PEFT resolves the layer's old scale; keep_alpha: α kept, so PEFT
+    resolves α/k (or α/√k) and the written factors absorb the difference."""
+    if k == la.r:
+        return LayerTarget(la.name, k, la.alpha, la.scale)
+    if keep_alpha:
+        return LayerTarget(la.name, k, la.alpha, lora_scale(la.alpha, k, rslora))
+    return LayerTarget(la.name, k, alpha_for_scale(la.scale, k, rslora), la.scale)
+
+
 _TORCH_DTYPES = {code: dt for dt, code in DTYPE_CODES.items()}
 
 
+_SAVE_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
+
+
 def _write_weights(
-    adapter: Adapter, scanned: list[_Scanned], targets: list[LayerTarget], path: Path
-) -> tuple[list[LayerCompression], list[str], list[str]]:
+    adapter: Adapter, scanned: list[_Scanned], targets: list[LayerTarget], path: Path,
+    save_dtype: str | None = None,
+) -> tuple[list[LayerCompression], list[str], list[str]]:  # fmt: skip
     """Stream every tensor, in the input's order, into `path`; truncated pairs are computed when
-    their first factor comes up and dropped once both are written."""
+    their first factor comes up and dropped once both are written. A layer whose α was kept
+    while its rank changed (alpha_mode keep_alpha) has B multiplied by old scale / new scale."""
     meta = _tensor_meta(adapter)
     owner = {key: la for la in adapter.layers for key in (la.a_key, la.b_key)}
     new_rank = {t.name: t.rank for t in targets}
+    target_scale = {t.name: t.scale for t in targets}
+    gain = {la.name: la.scale / target_scale[la.name] for la in adapter.layers}
     entries: list[tuple[str, str, tuple[int, ...]]] = []
     for key, (dtype, shape) in meta.items():
         la = owner.get(key)
+        if la is not None and save_dtype is not None:
+            dtype = _SAVE_DTYPES[save_dtype]
         if la is not None and new_rank[la.name] < la.r:
             if dtype not in ("F64", "F32", "F16", "BF16"):
                 raise CompressError(
@@ -178,6 +191,7 @@ def _write_weights(
             k = new_rank[la.name]
             shape = (k, *shape[1:]) if key == la.a_key else (shape[0], k, *shape[2:])
         entries.append((key, dtype, shape))
+    out_dtype = {key: dtype for key, dtype, _ in entries}
     shapes = {key: shape for key, _, shape in entries}
     metadata = _metadata(adapter)
     cores = {sc.spec.name: sc.cores for sc in scanned}
@@ -186,15 +200,20 @@ def _write_weights(
     with SafetensorsStreamWriter(path, entries, metadata) as writer:
         for key, _, _ in entries:
             la = owner.get(key)
-            if la is None or new_rank[la.name] == la.r:
+            if la is None:
                 writer.write(key, adapter.tensor(key))
+                continue
+            if new_rank[la.name] == la.r:  # unchanged pair: only the dtype may change
+                writer.write(key, adapter.tensor(key).to(_TORCH_DTYPES[out_dtype[key]]))
                 continue
             if la.name not in pending:
                 a64, b64 = ws.f64(*adapter.factors(la))
                 a2, b2 = truncate_factors(a64, b64, new_rank[la.name], cores[la.name])
+                if gain[la.name] != 1.0:
+                    b2 = b2 * gain[la.name]
                 pending[la.name] = {
-                    la.a_key: a2.to(_TORCH_DTYPES[meta[la.a_key][0]]).reshape(shapes[la.a_key]),
-                    la.b_key: b2.to(_TORCH_DTYPES[meta[la.b_key][0]]).reshape(shapes[la.b_key]),
+                    la.a_key: a2.to(_TORCH_DTYPES[out_dtype[la.a_key]]).reshape(shapes[la.a_key]),
+                    la.b_key: b2.to(_TORCH_DTYPES[out_dtype[la.b_key]]).reshape(shapes[la.b_key]),
                 }
             writer.write(key, pending[la.name].pop(key))
             checkpoint("compress:weights")  # crash-safety tests kill here, mid-file

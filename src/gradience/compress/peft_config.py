@@ -26,7 +26,7 @@ class LayerTarget:
     name: str
     rank: int
     alpha: float
-    scale: float  # the original layer's scale; PEFT must compute it again from (rank, alpha)
+    scale: float  # the scale PEFT must compute from (rank, alpha): the original's unless α was kept
 
 
 def pattern_keys(names: list[str]) -> dict[str, str]:

@@ -50,6 +50,10 @@ class CompressionPlan(BaseModel):
     rank_pattern: dict[str, int] | None = None
     allowed_ranks: list[int] | None = None
     per_layer_margin: float = 1.0
+    # keep_scale: each layer's α is rescaled so PEFT's scale stays (ΔW is the rank-k truncation);
+    # keep_alpha: α stays and the factors absorb the scale change (the same ΔW, exactly).
+    alpha_mode: Literal["keep_scale", "keep_alpha"] = "keep_scale"
+    dtype: Literal["fp16", "bf16", "fp32"] | None = None  # of the written LoRA factors; None: as read
 
     def chosen(self) -> list[Strategy]:
         return [

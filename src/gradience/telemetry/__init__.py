@@ -5,6 +5,7 @@ Imports nothing else from `gradience` so every other package can depend on it.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from pathlib import Path
@@ -44,12 +45,22 @@ def append_event_to_run(path: str | os.PathLike[str], event: str, payload: Mappi
 
     The run_id and step are those of the file's last event (latest non-null step of that
     run), so e.g. `gradience audit --append run.jsonl` lands in the run it audits. A missing
-    file is an error (a typo must not silently start a new file); an empty file gets a fresh
-    uuid4 run_id and step None; a file that is not telemetry is refused, unchanged.
+    file is created with a ``run_start`` of a fresh run (as upstream's ``--append`` created it;
+    a ``note:`` line says so, so a typo is visible); its folder must exist. An empty file gets
+    a fresh uuid4 run_id and step None; a file that is not telemetry is refused, unchanged.
     """
     p = Path(path)
     if not p.exists():
-        raise TelemetryError(f"telemetry file not found: {p} (--append needs an existing run file)")
+        if not p.parent.is_dir():
+            raise TelemetryError(f"cannot create {p}: folder {p.parent} does not exist")
+        logging.getLogger("gradience.telemetry").info("created %s with a run_start (it did not exist)", p)
+        fresh = TelemetryWriter(p)
+        try:  # no run_end: the run this file records may go on
+            fresh.run_start({"notes": "created by an append to a missing run file"})
+            fresh.write(event, payload, step=None)
+        finally:
+            fresh.close()
+        return
     log = read_telemetry(p)
     run_id = log.last_run_id
     step = log.latest_step(run_id) if run_id is not None else None
