@@ -40,7 +40,9 @@ def test_pooling_and_per_variant_rows() -> None:
     pairs = {name: [(p[0, :, s], v[0, :, s]) for s in range(3)] for name, (p, v) in {"a": a, "b": b}.items()}
     est = estimate_plan_inputs(pairs)
     assert [v.variant for v in est.variants] == ["a", "b"]
-    assert est.discordance == pytest.approx(np.mean([v.discordance for v in est.variants]))
+    assert est.planned_for == "b" and est.discordance == est.variants[1].discordance  # the hardest
+    assert est.seed_sd == est.variants[1].seed_sd and est.item_share == est.variants[1].item_share
+    assert est.baseline_acc == pytest.approx(np.mean([v.probe_accuracy for v in est.variants]))
     assert est.variants[0].item_share > est.variants[1].item_share
 
 

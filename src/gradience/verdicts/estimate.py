@@ -4,8 +4,10 @@ Per variant, with d[i, s] = variant − probe correctness on the shared items, t
 ANOVA's mean squares give the item variance common to all seeds σ²_a = (MS_R − MS_E)/S,
 the item-by-seed part σ²_e = MS_E and the seed variance σ²_b = (MS_C − MS_E)/N (each
 clipped at 0). The planner's ``item_share`` is σ²_a/(σ²_a + σ²_e) — the fraction of the
-per-item noise that the seeds share — and its ``seed_sd`` is σ_b. Variants are pooled by
-averaging each quantity; the per-variant values are kept so the user sees the spread.
+per-item noise that the seeds share — and its ``seed_sd`` is σ_b. The plan is made for the
+hardest variant (the largest discordance: the one that needs the most eval items), with its
+own seed SD and share, so a cheap SVD truncation cannot make the plan look easier than a
+retrained variant; every variant's values are kept so the user sees the spread.
 """
 
 from __future__ import annotations
@@ -42,7 +44,7 @@ def _variant_estimate(name: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]])
 
 
 def estimate_plan_inputs(by_variant: Mapping[str, Sequence[tuple[np.ndarray, np.ndarray]]]) -> PlanEstimate:
-    """Pool the per-variant estimates; every variant needs ≥ 2 seeds on the same items."""
+    """Plan inputs of the hardest variant; every variant needs ≥ 2 seeds on the same items."""
     rows = []
     for name, pairs in by_variant.items():
         if len(pairs) < 2:
@@ -53,10 +55,12 @@ def estimate_plan_inputs(by_variant: Mapping[str, Sequence[tuple[np.ndarray, np.
         rows.append(_variant_estimate(name, pairs))
     if not rows:
         raise PolicyError("no variant with per-item results to estimate from")
+    hardest = max(rows, key=lambda r: (r.discordance, r.seed_sd))
     return PlanEstimate(
         baseline_acc=float(np.mean([r.probe_accuracy for r in rows])),
-        discordance=float(np.mean([r.discordance for r in rows])),
-        seed_sd=float(np.sqrt(np.mean([r.seed_sd**2 for r in rows]))),
-        item_share=float(np.mean([r.item_share for r in rows])),
+        discordance=hardest.discordance,
+        seed_sd=hardest.seed_sd,
+        item_share=hardest.item_share,
+        planned_for=hardest.variant,
         variants=rows,
     )

@@ -154,12 +154,14 @@ class VariantEstimate(_Result):
 
 
 class PlanEstimate(_Result):
-    """Pooled planner inputs (`gradience bench plan --from DIR`)."""
+    """Planner inputs measured on a bench (`gradience bench plan --from DIR`): the mean probe
+    accuracy and the hardest variant's discordance, seed SD and item share."""
 
     baseline_acc: float
     discordance: float
     seed_sd: float
     item_share: float
+    planned_for: str = Field(description="the variant whose inputs the plan uses (largest discordance)")
     variants: list[VariantEstimate]
 
 

@@ -54,7 +54,7 @@ def render_estimate(measured: MeasuredPlanInputs, console: Console | None = None
     for v in est.variants:
         table.add_row(v.variant, str(v.n_seeds), f"{v.n_items:,}", f"{v.probe_accuracy:.3f}", f"{100 * v.delta:+.2f}",
                       f"{v.discordance:.3f}", f"{100 * v.seed_sd:.2f}", f"{v.item_share:.2f}")  # fmt: skip
-    table.add_row("pooled", "", "", f"{est.baseline_acc:.3f}", "", f"{est.discordance:.3f}",
+    table.add_row(f"plan ({est.planned_for})", "", "", f"{est.baseline_acc:.3f}", "", f"{est.discordance:.3f}",
                   f"{100 * est.seed_sd:.2f}", f"{est.item_share:.2f}")  # fmt: skip
     out.print(table)
     if measured.left_out:
