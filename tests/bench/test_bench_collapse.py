@@ -45,3 +45,15 @@ def test_unstable_verdict_reports_the_collapse_rate_and_the_other_seeds():
     for seed in (1, 3):
         d = next(x.delta for x in vv.per_seed if x.label == str(seed))
         assert f"{100 * d:+.1f}" in s.split("the other seeds' Δ:")[1]
+
+
+def test_smoke_and_single_seed_wording() -> None:
+    """One seed, collapsed, in a smoke run: no 'other seeds: none', and smoke advice, not lr advice."""
+    rng = np.random.default_rng(4)
+    labels = rng.random(300) < 0.55
+    probe = rng.random(300) < 0.84
+    vv = judge_variant([(probe, labels.copy())], "safe_uniform", labels=[42], n_boot=200)
+    s = unstable_judgement(vv, [42], smoke=True).verdict.statement
+    assert "no other seed to compare" in s and "none points" not in s
+    assert "too few steps" in s and "lower train.lr" not in s
+    assert "lower train.lr" in unstable_judgement(vv, [42]).verdict.statement

@@ -46,20 +46,27 @@ def collapsed(res: Any, labels: list[int]) -> bool:
     return res.eval["eval"].accuracy <= majority + COLLAPSE_MARGIN or at_chance
 
 
-def unstable_judgement(vv: Any, bad: list[int]) -> Judgement:
-    """FAIL (unstable training): the collapse count with its exact interval, and the others' Δ."""
+def unstable_judgement(vv: Any, bad: list[int], smoke: bool = False) -> Judgement:
+    """FAIL (unstable training): the collapse count with its exact interval, and the others' Δ.
+    In a smoke run a variant at chance has usually just not learned yet in its few steps."""
     from scipy.stats import binomtest
 
     n = vv.n_seeds
     ci = binomtest(len(bad), n).proportion_ci(0.95, method="exact")
     deltas = {int(s.label): s.delta for s in vv.per_seed}
-    others = ", ".join(f"{100 * d:+.1f}" for s, d in deltas.items() if s not in bad) or "none"
+    others = ", ".join(f"{100 * d:+.1f}" for s, d in deltas.items() if s not in bad)
     worst = ", ".join(f"{100 * deltas[s]:+.1f}" for s in bad)
+    advice = (
+        "In a smoke run this usually means the variant had too few steps to learn; the full budget decides."
+        if smoke
+        else "Not certifiable as configured: lower train.lr or lengthen the warmup, then rerun."
+    )
     statement = (
         f"FAIL (unstable training): {len(bad)} of {n} runs collapsed (Δ {worst} points; seeds "
         f"{', '.join(map(str, bad))}); collapse rate {len(bad)}/{n}, exact 95% CI "
-        f"[{ci.low:.1%}, {ci.high:.1%}]; the other seeds' Δ: {others} points. Not certifiable as "
-        "configured: lower train.lr or lengthen the warmup, then rerun."
+        f"[{ci.low:.1%}, {ci.high:.1%}]; "
+        + (f"the other seeds' Δ: {others} points. " if others else "no other seed to compare. ")
+        + advice
     )
     verdict = Verdict(policy=vv.policy, margin=vv.margin, point="FAIL", non_inferiority="FAIL", passed_seeds=vv.k_passed,
                       n_seeds=n, required_seeds=vv.k_required, worst_delta=vv.worst_delta, statement=statement)  # fmt: skip
@@ -109,7 +116,7 @@ def judge_all(run: Any) -> dict[str, Judgement]:
         vv = judge_variant(pairs, policy, margin=cfg.compression.acc_tolerance, labels=labels, seed=0,
                            seed_sd=cfg.compression.seed_sd)  # fmt: skip
         if bad:
-            out[variant] = unstable_judgement(vv, bad)
+            out[variant] = unstable_judgement(vv, bad, smoke=bool(getattr(run.opts, "smoke", False)))
             continue
         out[variant] = Judgement(
             verdict=Verdict(
