@@ -50,3 +50,20 @@ def test_report_text_and_monitor_read_the_same_file() -> None:
 def test_report_on_a_missing_file_is_one_line_exit_2(tmp_path: Path) -> None:
     res = CliRunner().invoke(app, ["report", str(tmp_path / "nope.jsonl")])
     assert res.exit_code == 2 and len(res.output.strip().splitlines()) == 1
+
+
+def test_lora_audit_events_carry_and_read_upstreams_key_names(tmp_path: Path) -> None:
+    from gradience.telemetry.schema import LoraAuditMetrics
+    from tiny_models import make_adapter
+
+    upstream = next(e for e in _lines() if e.get("kind") == "lora_audit")["metrics"]
+    read = LoraAuditMetrics.lenient(upstream)  # upstream's names only
+    assert (read.suggested_r_median, read.suggested_r_p90) == (4, 8)
+    adapter = tmp_path / "adapter"
+    make_adapter(adapter, arch="llama")
+    run = tmp_path / "run.jsonl"
+    res = CliRunner().invoke(app, ["audit", "--peft-dir", str(adapter), "--append", str(run), "--json"])
+    assert res.exit_code == 0, res.output
+    metrics = json.loads(run.read_text().splitlines()[-1])["metrics"]
+    assert metrics["suggested_r_global_median"] == metrics["suggested_r_median"]
+    assert metrics["suggested_r_global_90"] == metrics["suggested_r_p90"]

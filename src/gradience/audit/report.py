@@ -146,5 +146,8 @@ class AuditReport(BaseModel):
             "allowed_ranks": self.suggestions.allowed_ranks,
             "suggested_r_median": self.suggestions.uniform_median.rank,
             "suggested_r_p90": self.suggestions.uniform_p90.rank,
+            # upstream v0.3.1's names for the same suggestions (its monitor and scripts read these)
+            "suggested_r_global_median": self.suggestions.uniform_median.rank,
+            "suggested_r_global_90": self.suggestions.uniform_p90.rank,
             "n_issues": len(self.issues),
         }

@@ -285,6 +285,12 @@ class LoraAuditMetrics(_Lenient):
 
     @classmethod
     def lenient(cls, raw: Any) -> LoraAuditMetrics:
+        if isinstance(raw, dict):  # upstream v0.3.1's names, when ours are absent
+            upstream = {
+                "suggested_r_median": "suggested_r_global_median",
+                "suggested_r_p90": "suggested_r_global_90",
+            }
+            raw = {**{ours: raw[theirs] for ours, theirs in upstream.items() if theirs in raw}, **raw}
         out = super().lenient(raw)
         types = raw.get("by_type") if isinstance(raw, dict) else None
         if isinstance(types, dict):
