@@ -181,14 +181,19 @@ def audit(
     per_layer_margin: float = typer.Option(1.0, help="Multiplier on each layer's energy_rank_90."),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when the report has issues."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
+    json_format: str = typer.Option(
+        "v1", "--format", help="JSON layout: v1 (ours, versioned) | v0.3 (upstream's flat layout)."
+    ),
     append: Path | None = typer.Option(None, help="Append a metrics(kind=lora_audit) event to RUN.jsonl."),
     verbose: bool = typer.Option(False, "--verbose"),
 ) -> None:
     """Per-layer spectral audit of a PEFT LoRA adapter, exact, without forming B·A."""
 
     def body() -> int:
-        from gradience.audit import audit_adapter, render_audit
+        from gradience.audit import AdapterError, audit_adapter, render_audit
 
+        if json_format not in ("v1", "v0.3"):
+            raise AdapterError(f"--format must be v1 or v0.3, got {json_format!r}")
         report = audit_adapter(
             peft_dir,
             adapter_config=adapter_config,
@@ -203,7 +208,14 @@ def audit(
             append_event_to_run(
                 append, "metrics", {"kind": "lora_audit", "metrics": report.telemetry_metrics()}
             )
-        if as_json:
+        if as_json and json_format == "v0.3":
+            from gradience.compat.audit_v03 import audit_v03
+
+            body_json = report.to_json(layers=layers, top_wasteful=top_wasteful)
+            weights_file = weights or peft_dir / str(body_json["adapter"]["weights"])
+            _print_json(audit_v03(body_json, config_path=adapter_config or peft_dir / "adapter_config.json",
+                                  weights_path=weights_file))  # fmt: skip
+        elif as_json:
             _print_json(report.to_json(layers=layers or top_singular_values > 0, top_wasteful=top_wasteful))
         else:
             render_audit(

