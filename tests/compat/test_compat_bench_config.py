@@ -57,6 +57,19 @@ def test_every_classification_config_validates_and_every_key_is_accounted_for(
         assert cfg.train.warmup_ratio == 0.1  # upstream's Trainer default, not ours
 
 
+@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name not in CAUSAL], ids=lambda p: p.stem)
+def test_every_classification_config_plans_its_smoke_run(path: Path) -> None:
+    """What `bench --smoke` does before loading a model: smoke budgets folded in, re-validated,
+    one probe run per seed planned (the whole path runs for one config in the test below)."""
+    from gradience.bench.config import apply_overrides
+    from gradience.bench.variants import probe_spec
+
+    cfg = apply_overrides(load_config(path), smoke=True)
+    assert cfg.train.max_steps == cfg.runtime.smoke_max_steps
+    specs = [probe_spec(cfg, s) for s in cfg.seeds]
+    assert [s.r for s in specs] == [cfg.lora.probe_r] * len(cfg.seeds) and specs[0].method == "train"
+
+
 @pytest.mark.parametrize("name", sorted(CAUSAL))
 def test_causal_lm_configs_are_refused_in_one_line(name: str) -> None:
     with pytest.raises(BenchInputError, match="upstream key (model.type|task.profile)") as info:
