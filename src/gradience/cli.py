@@ -212,9 +212,10 @@ def audit(
             from gradience.compat.audit_v03 import audit_v03
 
             body_json = report.to_json(layers=layers, top_wasteful=top_wasteful)
+            every = report.to_json(layers=True)["layers"]
             weights_file = weights or peft_dir / str(body_json["adapter"]["weights"])
-            _print_json(audit_v03(body_json, config_path=adapter_config or peft_dir / "adapter_config.json",
-                                  weights_path=weights_file))  # fmt: skip
+            config_file = adapter_config or peft_dir / "adapter_config.json"
+            _print_json(audit_v03(body_json, every, config_path=config_file, weights_path=weights_file))
         elif as_json:
             _print_json(report.to_json(layers=layers or top_singular_values > 0, top_wasteful=top_wasteful))
         else:

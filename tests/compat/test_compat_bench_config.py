@@ -14,18 +14,24 @@ from gradience.bench.config import load_config
 from gradience.compat.bench_config import MAPPED, NO_EFFECT, REFUSED, _flatten, is_upstream_config
 
 FIXTURES = Path(__file__).parent / "upstream_0_11"
-CONFIGS = sorted(FIXTURES.glob("*.yaml"))
+V031 = Path(__file__).parent / "upstream_0_3_1"
+CONFIGS = sorted(V031.glob("*.yaml")) + sorted(FIXTURES.glob("*.yaml"))  # v0.3.1's 28, then 0.11's 45
 CAUSAL = {
     p.name for p in CONFIGS if (yaml.safe_load(p.read_text()).get("model") or {}).get("type") == "causal_lm"
 }
 
 
 def test_the_fixture_set_is_upstreams_whole_shipped_set() -> None:
-    assert len(CONFIGS) == 45 and len(CAUSAL) == 6
+    assert len(list(V031.glob("*.yaml"))) == 28 and len(list(FIXTURES.glob("*.yaml"))) == 45
+    assert len(CAUSAL) == 6 and not any(
+        (V031 / name).is_file() for name in CAUSAL
+    )  # causal LM came after v0.3.1
     assert all(is_upstream_config(yaml.safe_load(p.read_text())) for p in CONFIGS)
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name not in CAUSAL], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if p.name not in CAUSAL], ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 def test_every_classification_config_validates_and_every_key_is_accounted_for(
     path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
@@ -57,7 +63,9 @@ def test_every_classification_config_validates_and_every_key_is_accounted_for(
         assert cfg.train.warmup_ratio == 0.1  # upstream's Trainer default, not ours
 
 
-@pytest.mark.parametrize("path", [p for p in CONFIGS if p.name not in CAUSAL], ids=lambda p: p.stem)
+@pytest.mark.parametrize(
+    "path", [p for p in CONFIGS if p.name not in CAUSAL], ids=lambda p: f"{p.parent.name}/{p.stem}"
+)
 def test_every_classification_config_plans_its_smoke_run(path: Path) -> None:
     """What `bench --smoke` does before loading a model: smoke budgets folded in, re-validated,
     one probe run per seed planned (the whole path runs for one config in the test below)."""
@@ -113,7 +121,7 @@ def test_an_upstream_config_runs_its_smoke_path(tmp_path: Path) -> None:
                            max_position_embeddings=160, num_labels=2)  # fmt: skip
     DistilBertForSequenceClassification(cfg).save_pretrained(str(model_dir))
     tok.save_pretrained(str(model_dir))
-    raw = yaml.safe_load((FIXTURES / "distilbert_sst2_ci.yaml").read_text())
+    raw = yaml.safe_load((V031 / "distilbert_sst2_ci.yaml").read_text())
     raw["model"]["name"] = str(model_dir)
     (tmp_path / "upstream_ci.yaml").write_text(yaml.safe_dump(raw))
     out = tmp_path / "out"

@@ -67,3 +67,15 @@ def test_lora_audit_events_carry_and_read_upstreams_key_names(tmp_path: Path) ->
     metrics = json.loads(run.read_text().splitlines()[-1])["metrics"]
     assert metrics["suggested_r_global_median"] == metrics["suggested_r_median"]
     assert metrics["suggested_r_global_90"] == metrics["suggested_r_p90"]
+
+
+def test_report_and_monitor_read_a_real_v031_run_file() -> None:
+    """A telemetry file upstream v0.3.1 wrote in a real run (committed in its repository)."""
+    real = Path(__file__).parent / "upstream_0_3_1" / "run.jsonl"
+    lines = [json.loads(line) for line in real.read_text().splitlines() if line.strip()]
+    rep = json.loads(CliRunner().invoke(app, ["report", str(real), "--json"]).stdout)
+    assert rep["n_events"] == len(lines) and rep["n_bad_lines"] == 0
+    assert rep["events"]["train_step"] == sum(e["event"] == "train_step" for e in lines)
+    mon = CliRunner().invoke(app, ["monitor", str(real), "--json"])
+    assert mon.exit_code in (0, 1), mon.output
+    assert json.loads(mon.stdout)["summary"]["n_events"] == len(lines)

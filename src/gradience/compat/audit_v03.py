@@ -1,11 +1,13 @@
 """``gradience audit --json --format v0.3``: upstream's flat audit layout, built from our report.
 
 Upstream writes the summary keys at the top level, ``by_type`` with float counts, the two
-snapped global suggestions, the input paths, and with ``--layers`` a ``layer_data`` block of
-``layer_rows`` keyed by the state-dict module path. Values are ours (exact r×r-core maths;
+snapped global suggestions, the input paths, mean/p50/p90 of the layers' scaled σ_max and
+Frobenius norms, and with ``--layers`` a ``layer_data`` block of ``layer_rows`` keyed by the
+state-dict module path — the keys of v0.3.1's ``LoRAAuditResult.to_summary_dict``. Values are ours (exact r×r-core maths;
 they agree with upstream's to ~1e-12 on ordinary adapters); the suggestions use our snapping
 rule, which equals upstream's {1, 2, 4, …, 32} rule for r ≤ 32. Upstream 0.11's later additions
-(rank policies, gain and composition analyses, UDR fields) are not written.
+(rank policies, gain and composition analyses, UDR fields) are not written; nor are the rows'
+optional ``top_singular_values``/``extras``.
 """
 
 from __future__ import annotations
@@ -47,9 +49,6 @@ def _row(layer: dict[str, Any]) -> dict[str, Any]:
         "energy_rank_90": layer["energy_rank_90"],
         "energy_rank_95": layer["energy_rank_95"],
         "energy_rank_99": layer["energy_rank_99"],
-        "scale": scale,
-        "delta_sigma_max": layer["sigma_max_scaled"],
-        "delta_fro_norm": layer["frob_norm_scaled"],
         "adapter_scale": scale,
         "frob_norm": math.sqrt(max(frob * frob, 0.0)),
         "sigma_max_scaled": layer["sigma_max_scaled"],
@@ -58,9 +57,14 @@ def _row(layer: dict[str, Any]) -> dict[str, Any]:
 
 
 def audit_v03(
-    report: dict[str, Any], *, config_path: Path | None, weights_path: Path | None
+    report: dict[str, Any],
+    all_layers: list[dict[str, Any]],
+    *,
+    config_path: Path | None,
+    weights_path: Path | None,
 ) -> dict[str, Any]:
-    """Upstream's layout of ``report`` (our ``gradience.audit/v1`` JSON, with ``layers`` if any)."""
+    """Upstream's layout of ``report`` (our ``gradience.audit/v1`` JSON, with ``layers`` when the
+    rows are wanted); ``all_layers`` are every layer's rows, for the summary of scaled norms."""
     s = report["summary"]
     out: dict[str, Any] = {k: s[k] for k in _SUMMARY}
     out["by_type"] = {
@@ -85,4 +89,13 @@ def audit_v03(
         }
     out["suggested_r_global_median"] = report["suggestions"]["uniform_median"]["rank"]
     out["suggested_r_global_90"] = report["suggestions"]["uniform_p90"]["rank"]
+    for key, field in (
+        ("delta_sigma_max_scaled", "sigma_max_scaled"),
+        ("delta_frob_norm_scaled", "frob_norm_scaled"),
+    ):
+        values = sorted(float(layer[field]) for layer in all_layers)
+        if values:  # upstream's percentile: the sorted value at round((n − 1)·q)
+            out[f"{key}_mean"] = sum(values) / len(values)
+            out[f"{key}_p50"] = values[int(round((len(values) - 1) * 0.5))]
+            out[f"{key}_p90"] = values[int(round((len(values) - 1) * 0.9))]
     return out
