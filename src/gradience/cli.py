@@ -113,6 +113,14 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def _show(result: Any, as_json: bool, render: Any, **render_kw: Any) -> None:
+    """A command's one output: the typed result's JSON, or its text rendering."""
+    if as_json:
+        _print_json(result.to_json())
+    else:
+        render(result, **render_kw)
+
+
 def _choice(value: str, flag: str, choices: tuple[str, ...]) -> Any:
     from gradience.compress import CompressError
 
@@ -288,10 +296,7 @@ def check(
             training_dir=training_dir,
             overrides=overrides,
         )
-        if as_json:
-            _print_json(result.to_json())
-        else:
-            render_check(result, verbose=verbose)
+        _show(result, as_json, render_check, verbose=verbose)
         return result.exit_code
 
     _guarded(body, verbose)
@@ -313,10 +318,7 @@ def monitor(
         from gradience.monitor import monitor_run, render_monitor
 
         report = monitor_run(run_file, gap_threshold=gap_threshold, strict=strict_schema)
-        if as_json:
-            _print_json(report.to_json())
-        else:
-            render_monitor(report, verbose=verbose)
+        _show(report, as_json, render_monitor, verbose=verbose)
         return report.exit_code
 
     _guarded(body, verbose)
@@ -366,10 +368,7 @@ def compress(
             dtype=None if dtype is None else _choice(dtype, "--dtype", ("fp16", "bf16", "fp32")),
         )
         report = compress_adapter(peft_dir, out, plan, overwrite=overwrite)
-        if as_json:
-            _print_json(report.to_json())
-        else:
-            render_compress(report)
+        _show(report, as_json, render_compress)
         return 0
 
     _guarded(body, verbose)
@@ -387,10 +386,7 @@ def report(
         from gradience.compat.report import render_report, telemetry_report
 
         rep = telemetry_report(run_file)
-        if as_json:
-            _print_json(rep.to_json())
-        else:
-            render_report(rep)
+        _show(rep, as_json, render_report)
         return 0
 
     _guarded(body, verbose)
@@ -422,10 +418,7 @@ def truncate(
         report = compress_adapter(peft_dir, out_dir, plan, overwrite=overwrite)
         if report_path is not None:
             write_json_atomic(report_path, report.to_json())
-        if as_json:
-            _print_json(report.to_json())
-        else:
-            render_compress(report)
+        _show(report, as_json, render_compress)
         return 0
 
     _guarded(body, verbose)
