@@ -1,0 +1,3 @@
+from gradience.cli import main
+
+main()
