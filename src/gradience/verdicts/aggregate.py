@@ -55,6 +55,7 @@ class CrossedInterval:
     item_var: np.ndarray
     seed_var: np.ndarray
     df: np.ndarray
+    mse: np.ndarray  # the two-way residual mean square (item × seed), for variance components
 
 
 def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
@@ -99,7 +100,7 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     df = np.minimum(df, np.where(share > 0, (n_seeds - 1) / np.where(share > 0, share, 1.0), np.inf))
     crit = stats.t.ppf(0.5 + confidence / 2, df)
     half = np.where(sum_sq == 0, no_discordance_halfwidth(n_items, confidence), crit * np.sqrt(var))
-    return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df)
+    return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df, mse)
 
 
 def one_seed_interval(

@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 
 import numpy as np
 
+from gradience.verdicts.aggregate import crossed_interval
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import PlanEstimate, VariantEstimate
 
@@ -23,22 +24,19 @@ from gradience.verdicts.models import PlanEstimate, VariantEstimate
 def _variant_estimate(name: str, pairs: Sequence[tuple[np.ndarray, np.ndarray]]) -> VariantEstimate:
     probe = np.stack([np.asarray(p, bool) for p, _ in pairs], axis=1)
     variant = np.stack([np.asarray(v, bool) for _, v in pairs], axis=1)
-    d = variant.astype(np.float64) - probe.astype(np.float64)
+    d = variant.astype(np.int8) - probe.astype(np.int8)
     n, s = d.shape
-    grand, rows, cols = d.mean(), d.mean(axis=1), d.mean(axis=0)
-    ms_r = s * float(((rows - grand) ** 2).sum()) / (n - 1)
-    ms_c = n * float(((cols - grand) ** 2).sum()) / (s - 1)
-    resid = d - rows[:, None] - cols[None, :] + grand
-    ms_e = float((resid**2).sum()) / ((n - 1) * (s - 1))
-    common, own = max(ms_r - ms_e, 0.0) / s, ms_e
+    ci = crossed_interval(d, 0.95)  # the verdict's own ANOVA: only its variance components are used
+    common, own = float(ci.item_var) * n, float(ci.mse)  # (MS_R − MS_E)/S clipped, MS_E
+    seed_var = max(float(ci.seed_var) * s - own / n, 0.0)  # (MS_C − MS_E)/N clipped
     return VariantEstimate(
         variant=name,
         n_seeds=s,
         n_items=n,
         probe_accuracy=float(probe.mean()),
-        delta=float(grand),
+        delta=float(ci.mean),
         discordance=float((d != 0).mean()),
-        seed_sd=float(np.sqrt(max(ms_c - ms_e, 0.0) / n)),
+        seed_sd=float(np.sqrt(seed_var)),
         item_share=float(common / (common + own)) if common + own > 0 else 1.0,
     )
 
