@@ -73,9 +73,13 @@ def unstable_judgement(vv: Any, bad: list[int], smoke: bool = False) -> Judgemen
     return Judgement(verdict=verdict, ci=None, raw={**vv.to_json(), "collapsed_seeds": bad}, collapsed=bad)
 
 
-def correctness(eval_json: Path) -> tuple[list[int], np.ndarray]:
-    """(row ids, 0/1 correct per item) on the verdict split of one run."""
-    ev = json.loads(eval_json.read_text(encoding="utf-8"))["splits"]["eval"]
+def _eval_split(eval_json: Path) -> dict[str, Any]:
+    return json.loads(eval_json.read_text(encoding="utf-8"))["splits"]["eval"]
+
+
+def correctness(eval_json: Path, ev: dict[str, Any] | None = None) -> tuple[list[int], np.ndarray]:
+    """(row ids, 0/1 correct per item) on the verdict split of one run (``ev``: already read)."""
+    ev = _eval_split(eval_json) if ev is None else ev
     return ev["rows"], np.asarray(ev["preds"]) == np.asarray(ev["labels"])
 
 
@@ -167,8 +171,9 @@ def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.n
                 left_out.append(f"{seed_dir.name} (no single finished probe)")
                 continue
             probe_run = seed_dir / probes[0] / "eval.json"
-            rows, probe_ok = correctness(probe_run)
-            labels = json.loads(probe_run.read_text(encoding="utf-8"))["splits"]["eval"]["labels"]
+            probe_ev = _eval_split(probe_run)  # read once: correctness and the labels
+            rows, probe_ok = correctness(probe_run, probe_ev)
+            labels = probe_ev["labels"]
             if collapsed(runs[probes[0]], labels):
                 left_out.append(f"{seed_dir.name} (its probe collapsed)")
                 continue
