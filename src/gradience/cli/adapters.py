@@ -91,7 +91,14 @@ def compress(
     """SVD-truncate a LoRA adapter (from r×r cores) into a smaller PEFT adapter with the same scales."""
 
     def body() -> int:
-        from gradience.compress import CompressError, CompressionPlan, compress_adapter, render_compress
+        from gradience.compress import (
+            ALPHA_MODES,
+            SAVE_DTYPES,
+            CompressError,
+            CompressionPlan,
+            compress_adapter,
+            render_compress,
+        )
 
         given = {"--rank": rank, "--energy": energy, "--budget-params": budget_params}
         given |= {"--budget-ratio": budget_ratio, "--from-audit": from_audit or None}
@@ -108,8 +115,8 @@ def compress(
             budget_ratio=budget_ratio,
             from_audit=from_audit,
             allowed_ranks=_parse_ranks(allowed_ranks),
-            alpha_mode=_choice(alpha_mode, "--alpha-mode", ("keep_scale", "keep_alpha")),
-            dtype=None if dtype is None else _choice(dtype, "--dtype", ("fp16", "bf16", "fp32")),
+            alpha_mode=_choice(alpha_mode, "--alpha-mode", ALPHA_MODES),
+            dtype=None if dtype is None else _choice(dtype, "--dtype", SAVE_DTYPES),
         )
         report = compress_adapter(peft_dir, out, plan, overwrite=overwrite)
         _show(report, as_json, render_compress)
@@ -136,11 +143,11 @@ def truncate(
 
     def body() -> int:
         from gradience.compat.truncate import ALPHA_MODES, truncate_plan
-        from gradience.compress import compress_adapter, render_compress
+        from gradience.compress import SAVE_DTYPES, compress_adapter, render_compress
         from gradience.files import write_json_atomic
 
         mode = _choice(alpha_mode, "--alpha-mode", tuple(ALPHA_MODES))
-        plan = truncate_plan(rank, mode, _choice(dtype, "--dtype", ("fp16", "bf16", "fp32")))
+        plan = truncate_plan(rank, mode, _choice(dtype, "--dtype", SAVE_DTYPES))
         report = compress_adapter(peft_dir, out_dir, plan, overwrite=overwrite)
         if report_path is not None:
             write_json_atomic(report_path, report.to_json())

@@ -12,11 +12,13 @@ Public API:
 from gradience.compress.core import compress_adapter
 from gradience.compress.errors import CompressError
 from gradience.compress.factors import truncate_factors
-from gradience.compress.plan import CompressionPlan, choose_ranks
+from gradience.compress.plan import ALPHA_MODES, SAVE_DTYPES, CompressionPlan, choose_ranks
 from gradience.compress.render import render_compress
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
 
 __all__ = [
+    "ALPHA_MODES",
+    "SAVE_DTYPES",
     "CompressError",
     "CompressionPlan",
     "CompressionReport",

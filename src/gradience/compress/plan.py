@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import heapq
 from collections.abc import Callable
-from typing import Literal
+from typing import Literal, get_args
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict
@@ -17,6 +17,10 @@ from pydantic import BaseModel, ConfigDict
 from gradience.audit import LayerShape, allocate, energy_rank, pattern_key, snap_rank
 from gradience.compress.errors import CompressError
 
+AlphaMode = Literal["keep_scale", "keep_alpha"]
+SaveDtype = Literal["fp16", "bf16", "fp32"]
+ALPHA_MODES: tuple[str, ...] = get_args(AlphaMode)
+SAVE_DTYPES: tuple[str, ...] = get_args(SaveDtype)
 Strategy = Literal["rank", "energy", "budget_params", "budget_ratio", "from_audit", "rank_pattern"]
 STRATEGIES: tuple[Strategy, ...] = (
     "rank",
@@ -52,8 +56,8 @@ class CompressionPlan(BaseModel):
     per_layer_margin: float = 1.0
     # keep_scale: each layer's α is rescaled so PEFT's scale stays (ΔW is the rank-k truncation);
     # keep_alpha: α stays and the factors absorb the scale change (the same ΔW, exactly).
-    alpha_mode: Literal["keep_scale", "keep_alpha"] = "keep_scale"
-    dtype: Literal["fp16", "bf16", "fp32"] | None = None  # of the written LoRA factors; None: as read
+    alpha_mode: AlphaMode = "keep_scale"
+    dtype: SaveDtype | None = None  # of the written LoRA factors; None: as read
 
     def chosen(self) -> list[Strategy]:
         return [
