@@ -41,14 +41,90 @@ class ModelConfig(_Strict):
     name: str = Field(description="Local folder, hub id, or 'minilm-l6' for the embedded MiniLM-L6.")
 
 
+TASK_METRICS: dict[str, tuple[str, ...]] = {  # per task type; the first is its default
+    "classification": ("accuracy",),
+    "causal_lm": ("exact_match", "choice", "nll"),
+}
+
+
 class TaskConfig(_Strict):
-    dataset: str = "glue"
+    """Which data, which fields, which per-item metric (docs/bench.md, "Your own task")."""
+
+    type: Literal["classification", "causal_lm"] = "classification"
+    data: str | None = Field(None, description="A file (.csv .tsv .jsonl .json .parquet), a folder, or a hub id.")
+    data_config: str | None = Field(None, description="The hub dataset's config name (task.subset's new name).")
+    data_dir: str | None = Field(None, description="Alias of task.data for a local folder; relative to the CWD.")
+    dataset: str = "glue"  # the hub id used when neither task.data nor task.data_dir is set
     subset: str | None = "sst2"
-    data_dir: str | None = Field(None, description="Folder with train.tsv/dev.tsv; relative to the CWD.")
+    splits: dict[Literal["train", "validation"], str] = Field(
+        default_factory=dict, description="Split names in the source, or files, for train and validation."
+    )
     text_fields: list[str] = Field(default_factory=lambda: ["sentence"], min_length=1, max_length=2)
     label_field: str = "label"
-    metric: Literal["accuracy"] = "accuracy"
+    labels: list[str] | None = Field(None, description="The class order (label id i is labels[i]).")
+    prompt_field: str = "prompt"
+    response_field: str = "response"
+    prompt_template: str | None = Field(None, description="'{field}' placeholders; replaces the text/prompt field.")
+    choices_field: str = "choices"
+    chat_template: bool = False
+    metric: Literal["accuracy", "exact_match", "choice", "nll"] | None = None  # None: the type's default
+    max_length: int = Field(128, ge=8, description="Tokens per item (prompt + response); longer ones are cut.")
+    max_new_tokens: int = Field(32, ge=1)
+    stop: list[str] = Field(default_factory=list, description="exact_match: generation ends at any of these.")
+    answer_regex: str | None = Field(None, description="exact_match: compare the first group of this regex.")
+    choice_scoring: Literal["mean", "sum"] = "mean"
     eval_split: Literal["heldout", "validation"] = "heldout"
+
+    @field_validator("answer_regex")
+    @classmethod
+    def _regex(cls, v: str | None) -> str | None:
+        if v is not None:
+            import re
+
+            try:
+                re.compile(v)
+            except re.error as exc:
+                raise ValueError(f"task.answer_regex {v!r} does not compile: {exc}") from None
+        return v
+
+    @field_validator("prompt_template")
+    @classmethod
+    def _template(cls, v: str | None) -> str | None:
+        if v is not None:
+            import string
+
+            try:
+                names = [f for _, f, _, _ in string.Formatter().parse(v) if f is not None]
+            except ValueError as exc:
+                raise ValueError(f"task.prompt_template {v!r} is not a valid template: {exc}") from None
+            if not names or any(not n.isidentifier() for n in names):
+                raise ValueError(f"task.prompt_template {v!r} needs '{{field}}' placeholders naming columns")
+        return v
+
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: list[str] | None) -> list[str] | None:
+        if v is not None and (len(v) < 2 or len(set(v)) != len(v)):
+            raise ValueError(f"task.labels needs at least 2 distinct names, got {v}")
+        return v
+
+    @model_validator(mode="after")
+    def _metric_fits(self) -> TaskConfig:
+        allowed = TASK_METRICS[self.type]
+        if self.metric is not None and self.metric not in allowed:
+            raise ValueError(f"task.metric {self.metric!r} is not one of {list(allowed)} for task.type {self.type!r}")
+        return self
+
+    @property
+    def metric_name(self) -> str:
+        return self.metric or TASK_METRICS[self.type][0]
+
+    @property
+    def source_name(self) -> str:
+        """How reports name the data: the path or hub id as configured."""
+        if self.data or self.data_dir:
+            return str(self.data or self.data_dir)
+        return f"{self.dataset}/{self.subset}" if self.subset else self.dataset
 
 
 class TrainConfig(_Strict):
@@ -235,8 +311,14 @@ def apply_overrides(
     ]:
         if value is not None:
             data[section][key] = value
-    if data["task"].get("data_dir"):  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
-        data["task"]["data_dir"] = os.path.abspath(data["task"]["data_dir"])
+    task = data["task"]  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
+    if task.get("data_dir"):
+        task["data_dir"] = os.path.abspath(task["data_dir"])
+    if task.get("data") and os.path.exists(task["data"]):
+        task["data"] = os.path.abspath(task["data"])
+    task["splits"] = {
+        k: os.path.abspath(v) if os.path.isfile(v) else v for k, v in (task.get("splits") or {}).items()
+    }
     return parse_config(data, "(after command-line overrides)")
 
 
