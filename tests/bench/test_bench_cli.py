@@ -31,7 +31,7 @@ def _run(tmp_path: Path, data: dict | None, *extra: str) -> tuple[int, str]:
             lambda c: c["task"].update(data_dir="/no/such/glue"),
             "task.data_dir '/no/such/glue' does not exist",
         ),
-        (lambda c: c["task"].update(data_dir=None), "pass --data-dir"),
+        (lambda c: c["task"].update(data_dir=None), "--data-dir DIR"),
         (lambda c: c["model"].update(name="/no/such/model"), "cannot load a tokenizer for model"),
         (lambda c: c["compression"].update(policy="no_such_policy"), "no_such_policy"),
     ],

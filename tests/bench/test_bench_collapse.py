@@ -6,20 +6,28 @@ from types import SimpleNamespace as NS
 
 import numpy as np
 
+from gradience.bench.config import TaskConfig
 from gradience.bench.judging import collapsed, unstable_judgement
+from gradience.bench.tasks import Split, make_task
 from gradience.verdicts import judge_variant
 
-LABELS = [0] * 45 + [1] * 55  # majority class: 55%
+SPLIT = Split("heldout", list(range(100)), {}, [0] * 45 + [1] * 55)  # majority class: 55%
+TASK = make_task(TaskConfig())
 
 
 def run(acc: float, loss: float | None = None) -> NS:
-    return NS(eval={"eval": NS(accuracy=acc)}, train=None if loss is None else NS(mean_loss_last_10pct=loss))
+    return NS(eval={"eval": NS(value=acc)}, train=None if loss is None else NS(mean_loss_last_10pct=loss))
 
 
 def test_collapse_is_the_majority_rate_or_chance_loss():
-    assert collapsed(run(0.55), LABELS) and collapsed(run(0.559), LABELS)  # answers one class
-    assert collapsed(run(0.70, loss=0.69), LABELS)  # loss at ln 2: near-uniform predictions
-    assert not collapsed(run(0.80, loss=0.30), LABELS) and not collapsed(run(0.58), LABELS)
+    assert collapsed(run(0.55), SPLIT, TASK) and collapsed(run(0.559), SPLIT, TASK)  # answers one class
+    assert collapsed(run(0.70, loss=0.69), SPLIT, TASK)  # loss at ln 2: near-uniform predictions
+    assert not collapsed(run(0.80, loss=0.30), SPLIT, TASK) and not collapsed(run(0.58), SPLIT, TASK)
+
+
+def test_tasks_without_a_chance_level_never_collapse():
+    lm = make_task(TaskConfig(type="causal_lm", metric="nll"))
+    assert not collapsed(run(9.0, loss=9.0), Split("heldout", [0], {}), lm)
 
 
 def test_unstable_verdict_reports_the_collapse_rate_and_the_other_seeds():

@@ -121,9 +121,9 @@ class TaskConfig(_Strict):
 
     @property
     def source_name(self) -> str:
-        """How reports name the data: the path or hub id as configured."""
-        if self.data or self.data_dir:
-            return str(self.data or self.data_dir)
+        """How reports name the data: task.data as configured, else the hub id (GLUE-era configs)."""
+        if self.data:
+            return self.data
         return f"{self.dataset}/{self.subset}" if self.subset else self.dataset
 
 
@@ -158,7 +158,7 @@ class CompressionConfig(_Strict):
     seeds: list[int] | None = Field(None, min_length=1, description="None: one seed, train.seed.")
     variants_to_test: list[VariantName] = Field(default_factory=lambda: list(ALL_VARIANTS))
     policy: str = "safe_uniform"
-    probe_gate: float = Field(0.75, ge=0, le=1)
+    probe_gate: float = Field(0.75, ge=0, description="In the task metric's units and direction (NLL: at most).")
 
     @field_validator("allowed_ranks")
     @classmethod
@@ -206,6 +206,8 @@ class BenchConfig(_Strict):
 
     @model_validator(mode="after")
     def _probe_rank_allowed(self) -> BenchConfig:
+        if self.task.metric_name != "nll" and self.compression.probe_gate > 1:
+            raise ValueError(f"'compression.probe_gate' {self.compression.probe_gate} is a rate: at most 1")
         if self.lora.probe_r not in self.compression.allowed_ranks:
             raise ValueError(
                 f"lora.probe_r={self.lora.probe_r} is not in compression.allowed_ranks "

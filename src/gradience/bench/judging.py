@@ -33,17 +33,11 @@ class Judgement:
     collapsed: list[int] = field(default_factory=list)  # seeds whose run collapsed
 
 
-COLLAPSE_MARGIN = 0.01  # accuracy within 1 point of always answering the majority class
-
-
-def collapsed(res: Any, labels: list[int]) -> bool:
-    """A run that learned nothing: eval accuracy at the majority-class rate (it answers one class),
-    or training loss ending at chance level, ln K (a near-uniform prediction)."""
-    counts = np.bincount(np.asarray(labels)) if labels else np.zeros(1)
-    majority = float(counts.max() / max(counts.sum(), 1))
-    chance_loss = float(np.log(max(int((counts > 0).sum()), 2)))
-    at_chance = res.train is not None and res.train.mean_loss_last_10pct >= 0.97 * chance_loss
-    return res.eval["eval"].accuracy <= majority + COLLAPSE_MARGIN or at_chance
+def collapsed(res: Any, split: Any, task: Any) -> bool:
+    """A run that learned nothing, by the task's own rule (classification: the majority-class rate
+    or a chance-level training loss; tasks without a chance level never collapse)."""
+    train_loss = res.train.mean_loss_last_10pct if res.train is not None else None
+    return bool(task.collapsed(res.eval["eval"].value, train_loss, split))
 
 
 def unstable_judgement(vv: Any, bad: list[int], smoke: bool = False) -> Judgement:
@@ -78,9 +72,15 @@ def _eval_split(eval_json: Path) -> dict[str, Any]:
 
 
 def correctness(eval_json: Path, ev: dict[str, Any] | None = None) -> tuple[list[int], np.ndarray]:
-    """(row ids, 0/1 correct per item) on the verdict split of one run (``ev``: already read)."""
+    """(row ids, per-item outcome) on the verdict split of one run (``ev``: already read): 0/1 as
+    booleans for rate metrics, real values otherwise. Files from before per-item outcomes were
+    written (classification only) give preds == labels."""
     ev = _eval_split(eval_json) if ev is None else ev
-    return ev["rows"], np.asarray(ev["preds"]) == np.asarray(ev["labels"])
+    if "outcomes" not in ev:
+        return ev["rows"], np.asarray(ev["preds"]) == np.asarray(ev["labels"])
+    values = np.asarray(ev["outcomes"], dtype=np.float64)
+    binary = bool(np.isin(values, (0.0, 1.0)).all()) and ev.get("metric", "accuracy") != "nll"
+    return ev["rows"], values.astype(bool) if binary else values
 
 
 def judge_all(run: Any) -> dict[str, Judgement]:
@@ -108,11 +108,11 @@ def judge_all(run: Any) -> dict[str, Judgement]:
                     raise RuntimeError(f"{variant} seed {o.seed} was evaluated on other items than its probe")
             pairs.append((probe_ok, var_ok))
             labels.append(o.seed)
-            labels_eval = run.data.eval.labels  # a run collapsed where its probe learned: relative failure
+            split, task = run.data.eval, run.data.task  # a run collapsed where its probe learned: relative failure
             if (
                 res.status != "skipped_control"
-                and collapsed(res, labels_eval)
-                and not collapsed(o.probe, labels_eval)
+                and collapsed(res, split, task)
+                and not collapsed(o.probe, split, task)
             ):
                 bad.append(o.seed)
         if not any_trained:
@@ -173,8 +173,8 @@ def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.n
             probe_run = seed_dir / probes[0] / "eval.json"
             probe_ev = _eval_split(probe_run)  # read once: correctness and the labels
             rows, probe_ok = correctness(probe_run, probe_ev)
-            labels = probe_ev["labels"]
-            if collapsed(runs[probes[0]], labels):
+            split, task = _collapse_rule(probe_ev)
+            if collapsed(runs[probes[0]], split, task):
                 left_out.append(f"{seed_dir.name} (its probe collapsed)")
                 continue
             for name, res in runs.items():
@@ -185,7 +185,7 @@ def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.n
                     raise BenchInputError(
                         f"{seed_dir.name}/{name} was evaluated on other items than its probe"
                     )
-                if collapsed(res, labels):
+                if collapsed(res, split, task):
                     left_out.append(f"{seed_dir.name}/{name} (collapsed)")
                     continue
                 by_variant.setdefault(res.spec.variant, []).append((probe_ok, var_ok))
@@ -196,6 +196,16 @@ def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.n
                 f"{seed_dir}: not a bench run folder ({type(exc).__name__}: {exc})"
             ) from None
     return by_variant, left_out
+
+
+def _collapse_rule(ev: dict[str, Any]) -> tuple[Any, Any]:
+    """The task rule a finished run's eval.json calls for: classifiers by their labels, others none."""
+    from gradience.bench.config import TaskConfig
+    from gradience.bench.tasks import Split, make_task
+
+    if ev.get("metric", "accuracy") == "accuracy":
+        return Split(ev.get("split", "eval"), ev["rows"], {}, ev["labels"]), make_task(TaskConfig())
+    return Split(ev.get("split", "eval"), ev["rows"], {}), make_task(TaskConfig(type="causal_lm", metric=ev["metric"]))
 
 
 def estimate_from_bench(out_dir: Path) -> Any:

@@ -18,6 +18,7 @@ from gradience.audit import AuditReport
 from gradience.bench.config import BenchConfig, RunOptions, resolve_model_path
 from gradience.bench.jobs import JobOutput, job_key, read_output, store_output
 from gradience.bench.runs import RunResult, RunSpec, fingerprint, finished_result
+from gradience.bench.tasks import task_metric
 from gradience.bench.variants import GateStatus, gate_status, probe_spec
 from gradience.files import checkpoint
 
@@ -91,7 +92,7 @@ def _log_result(res: RunResult, log: Any) -> None:
     if res.status == "skipped_control":
         log(f"seed {s.seed} {s.name}: skipped control ({s.note})")
         return
-    accs = ", ".join(f"{res.eval_split_names[k]} {m.accuracy:.3f} (n={m.n})" for k, m in res.eval.items())
+    accs = ", ".join(f"{res.eval_split_names[k]} {m.value:.3f} (n={m.n})" for k, m in res.eval.items())
     log(f"seed {s.seed} {s.name}: {accs}; LoRA params {res.lora_params:,}; {res.wall_s:.0f}s")
 
 
@@ -105,8 +106,10 @@ def _outcomes(cfg: BenchConfig, store: RunStore, opts: RunOptions, log: Any) -> 
         audit_path = seed_dir(store.out_dir, seed) / probe.spec.name / "audit.json"
         out = SeedOutcome(seed, probe, gate, AuditReport.model_validate_json(audit_path.read_bytes()))
         if gate != "PASSED":
-            acc = probe.eval["eval"].accuracy
-            log(f"seed {seed}: probe accuracy {acc:.3f} < probe_gate {cfg.compression.probe_gate}: {gate}"
+            acc = probe.eval["eval"].value
+            metric = task_metric(cfg.task)
+            sign = "<" if metric.higher_is_better else ">"
+            log(f"seed {seed}: probe {metric.title} {acc:.3f} {sign} probe_gate {cfg.compression.probe_gate}: {gate}"
                 + ("; variants still run (smoke)" if gate == "UNDERTRAINED_SMOKE" else "; variants not trained"))  # fmt: skip
         for key, res in store.results.items():
             if key.startswith(f"seed_{seed}/") and res.spec.variant != "probe":

@@ -179,8 +179,8 @@ def _probe_report(run: Any) -> ProbeReport:
     per_seed = [
         SeedRun(
             seed=o.seed, run=o.probe.spec.name, status="ok", rank=cfg.lora.probe_r, params=o.probe.lora_params,
-            trainable_params=o.probe.trainable_params, accuracy=o.probe.eval["eval"].accuracy,
-            validation_accuracy=o.probe.eval["beside"].accuracy if "beside" in o.probe.eval else None,
+            trainable_params=o.probe.trainable_params, accuracy=o.probe.eval["eval"].value,
+            validation_accuracy=o.probe.eval["beside"].value if "beside" in o.probe.eval else None,
         )
         for o in run.seeds
     ]  # fmt: skip
@@ -227,9 +227,9 @@ def _variant_report(run: Any, name: str, judged: Any) -> VariantReport:
         per_seed.append(SeedRun(
             seed=o.seed, run=spec.name, status="collapsed" if judged and o.seed in judged.collapsed else res.status,
             rank=None if spec.rank_pattern else spec.r, rank_pattern=spec.rank_pattern or None,
-            params=src.lora_params, trainable_params=src.trainable_params, accuracy=src.eval["eval"].accuracy,
-            validation_accuracy=src.eval["beside"].accuracy if "beside" in src.eval else None,
-            delta_vs_probe=src.eval["eval"].accuracy - o.probe.eval["eval"].accuracy,
+            params=src.lora_params, trainable_params=src.trainable_params, accuracy=src.eval["eval"].value,
+            validation_accuracy=src.eval["beside"].value if "beside" in src.eval else None,
+            delta_vs_probe=src.eval["eval"].value - o.probe.eval["eval"].value,
             mcnemar_p=sj.mcnemar_p if sj else None, ci=sj.ci if sj else None,
         ))  # fmt: skip
     done = [p for p in per_seed if p.status not in ("not_run", "failed")]

@@ -18,11 +18,12 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, model_validator
 
 from gradience.audit import alpha_for_scale, lora_scale
 from gradience.bench.config import BenchConfig, resolve_model_path
-from gradience.bench.training import SplitEval, TrainStats
+from gradience.bench.tasks import SplitEval
+from gradience.bench.training import TrainStats
 from gradience.files import checkpoint, write_json_atomic
 
 RESULT_FILE = "result.json"
@@ -44,9 +45,24 @@ class RunSpec(BaseModel):
 
 
 class SplitMetrics(BaseModel):
-    accuracy: float
+    """A split's summary: ``value`` is the task metric's mean (``accuracy`` repeats it for classifiers)."""
+
+    metric: str = "accuracy"
+    value: float
+    accuracy: float | None = None
     loss: float
     n: int
+
+    @model_validator(mode="before")
+    @classmethod
+    def _older(cls, data: Any) -> Any:  # result.json from before the task layer: accuracy only
+        if isinstance(data, dict) and "value" not in data and "accuracy" in data:
+            return {**data, "value": data["accuracy"]}
+        return data
+
+    @classmethod
+    def of(cls, ev: SplitEval) -> SplitMetrics:
+        return cls(metric=ev.metric, value=ev.value, accuracy=ev.accuracy, loss=ev.loss, n=ev.n)
 
 
 class RunResult(BaseModel):
@@ -95,8 +111,8 @@ def finished_result(run_dir: Path, fp: str) -> RunResult | None:
 def _snapshot(cfg: BenchConfig, spec: RunSpec) -> dict[str, Any]:
     return {
         "model_name": cfg.model.name,
-        "dataset_name": f"{cfg.task.dataset}/{cfg.task.subset}" if cfg.task.subset else cfg.task.dataset,
-        "task_profile": "easy_classification",
+        "dataset_name": cfg.task.source_name,
+        "task_profile": "easy_classification" if cfg.task.type == "classification" else cfg.task.type,
         "optimizer": {"name": "adamw", "lr": cfg.train.lr, "weight_decay": cfg.train.weight_decay},
         "lora": {
             "r": spec.r, "alpha": spec.alpha, "alpha_over_r": spec.alpha / spec.r,
@@ -137,19 +153,14 @@ def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> R
         writer.run_start(_snapshot(cfg, spec), meta={"framework": "gradience.bench", "run": spec.name})
         evals, stats, lora, total, ranks = _produce(cfg, spec, run_dir, writer, smoke)
         for key, ev in evals.items():
-            metrics = {
-                "accuracy": ev.accuracy,
-                "loss": ev.loss,
-                "ppl": perplexity(ev.loss),
-                "n": ev.n,
-            }
+            metrics = {ev.metric: ev.value, "loss": ev.loss, "ppl": perplexity(ev.loss), "n": ev.n}
             writer.eval(stats.steps if stats else 0, _telemetry_split(cfg, key), metrics, name=ev.split)
         writer.run_end("ok")
     write_json_atomic(run_dir / "eval.json", {"run": spec.name, "seed": spec.seed,
                                               "splits": {k: v.model_dump() for k, v in evals.items()}})  # fmt: skip
     res = RunResult(
         spec=spec, fingerprint=fp, status="ok", lora_params=lora, trainable_params=total, ranks=ranks,
-        eval={k: SplitMetrics(accuracy=v.accuracy, loss=v.loss, n=v.n) for k, v in evals.items()},
+        eval={k: SplitMetrics.of(v) for k, v in evals.items()},
         eval_split_names={k: v.split for k, v in evals.items()}, train=stats,
         wall_s=time.perf_counter() - t0, finished_at=_now(),
     )  # fmt: skip
@@ -175,15 +186,17 @@ def _produce(
         smoke=smoke,
         selection=tr.eval_steps is not None,
     )
+    task = data.task
+    assert task is not None
     adapter = run_dir / "adapter"
     T.seed_everything(spec.seed)  # the classifier head's init is the same for probe and variants
-    base = T.load_base_model(model_path, data.num_labels, device)
+    base = task.load_model(model_path, data, device)
     stats: TrainStats | None = None
     if spec.method == "train":
         from peft import get_peft_model
 
         lc = T.lora_config(spec.r, spec.alpha, cfg.lora.target_modules, cfg.lora.dropout, cfg.lora.use_rslora,
-                           spec.rank_pattern, spec.alpha_pattern)  # fmt: skip
+                           spec.rank_pattern, spec.alpha_pattern, task.peft_task_type)  # fmt: skip
         with (
             warnings.catch_warnings()
         ):  # transformers 5 deprecation raised inside PEFT; not the user's concern
@@ -193,11 +206,11 @@ def _produce(
 
         def monitor(step: int) -> None:
             assert data.selection is not None
-            ev = T.evaluate(model, data.selection, bs, pad, device, f"{spec.name} selection")
-            writer.eval(step, "selection", {"accuracy": ev.accuracy, "loss": ev.loss, "n": ev.n})
+            ev = T.evaluate(model, task, data.selection, bs, pad, device, f"{spec.name} selection")
+            writer.eval(step, "selection", {ev.metric: ev.value, "loss": ev.loss, "n": ev.n})
 
         stats = T.train_lora(
-            model, data.train, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
+            model, data.train, task=task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
             warmup_ratio=tr.warmup_ratio, weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad, device=device, writer=writer,
             label=f"seed {spec.seed} {spec.name}", on_eval=monitor if data.selection else None,
             eval_steps=tr.eval_steps,
@@ -210,11 +223,12 @@ def _produce(
         model = PeftModel.from_pretrained(base, str(adapter)).to(device)
     expected = spec.rank_pattern or {}
     ranks = T.verify_ranks(adapter, expected, spec.r)
-    evals = {"eval": T.evaluate(model, data.eval, tr.per_device_eval_batch_size, data.pad_token_id, device,
+    evals = {"eval": T.evaluate(model, task, data.eval, tr.per_device_eval_batch_size, data.pad_token_id, device,
                                 f"{spec.name} eval {data.eval.name}")}  # fmt: skip
     if data.beside is not None:
         evals["beside"] = T.evaluate(
             model,
+            task,
             data.beside,
             tr.per_device_eval_batch_size,
             data.pad_token_id,

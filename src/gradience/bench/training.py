@@ -20,23 +20,11 @@ import numpy as np
 from pydantic import BaseModel
 
 from gradience.bench import BenchInputError
-from gradience.bench.tasks import Split, collate, eval_batches
+from gradience.bench.tasks import Split, SplitEval, Task
 from gradience.files import checkpoint
 
 MAX_GRAD_NORM = 1.0
 LOG_POINTS = 50  # about this many train_step events per run
-
-
-class SplitEval(BaseModel):
-    """One split's result with the per-example predictions that paired statistics need."""
-
-    split: str
-    accuracy: float
-    loss: float
-    n: int
-    rows: list[int]
-    labels: list[int]
-    preds: list[int]
 
 
 class TrainStats(BaseModel):
@@ -103,22 +91,6 @@ def progress(description: str, total: int) -> Iterator[Any]:
         yield lambda n=1, info="": bar.update(task, advance=n, info=info)
 
 
-def load_base_model(model_path: str, num_labels: int, device: Any) -> Any:
-    from transformers import AutoModelForSequenceClassification
-    from transformers.utils import logging as hf_logging
-
-    hf_logging.set_verbosity_error()  # the "newly initialised classifier" report is expected here
-    hf_logging.disable_progress_bar()
-    try:
-        model = AutoModelForSequenceClassification.from_pretrained(model_path, num_labels=num_labels)
-    except OSError as exc:
-        raise BenchInputError(
-            f"cannot load model '{model_path}' ({str(exc).splitlines()[0][:160]}); offline, set model.name to "
-            "a local folder or 'minilm-l6' for the embedded MiniLM-L6"
-        ) from None
-    return model.to(device=device, dtype=__import__("torch").float32)
-
-
 def lora_config(
     r: int,
     alpha: float,
@@ -127,11 +99,12 @@ def lora_config(
     use_rslora: bool,
     rank_pattern: dict[str, int] | None = None,
     alpha_pattern: dict[str, float] | None = None,
+    task_type: str = "SEQ_CLS",
 ) -> Any:
     from peft import LoraConfig, TaskType
 
     return LoraConfig(
-        task_type=TaskType.SEQ_CLS,  # also saves the classifier head (modules_to_save)
+        task_type=getattr(TaskType, task_type),  # the task's; SEQ_CLS also saves the classifier head
         r=r,
         lora_alpha=alpha,
         target_modules=list(target_modules),
@@ -154,7 +127,7 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndar
 
 
 def train_lora(
-    model: Any, data: Split, *, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
+    model: Any, data: Split, *, task: Task, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
     warmup_ratio: float = 0.06,
     pad_token_id: int, device: Any, writer: Any = None, label: str = "train",
     on_eval: Any = None, eval_steps: int | None = None,
@@ -172,7 +145,7 @@ def train_lora(
     model.train()
     with progress(label, steps) as advance:
         for step, idx in enumerate(_batches(len(data), batch_size, steps, seed), start=1):
-            batch = {k: v.to(device) for k, v in collate(data, idx, pad_token_id).items()}
+            batch = {k: v.to(device) for k, v in task.collate(data, idx, pad_token_id).items()}
             tokens += int(batch["attention_mask"].sum())
             loss = model(**batch).loss
             if not torch.isfinite(loss):
@@ -202,28 +175,10 @@ def train_lora(
 
 
 def evaluate(
-    model: Any, split: Split, batch_size: int, pad_token_id: int, device: Any, label: str
+    model: Any, task: Task, split: Split, batch_size: int, pad_token_id: int, device: Any, label: str
 ) -> SplitEval:
-    """Accuracy, mean loss and every prediction, in the split's row order."""
-    import torch
-
-    model.eval()
-    preds = [0] * len(split)
-    loss_sum = 0.0
-    batches = eval_batches(split, batch_size)
-    with torch.inference_mode(), progress(label, len(split)) as advance:
-        for idx in batches:
-            batch = {k: v.to(device) for k, v in collate(split, idx, pad_token_id).items()}
-            out = model(**batch)
-            loss_sum += float(out.loss) * len(idx)
-            for i, p in zip(idx, out.logits.argmax(-1).tolist(), strict=True):
-                preds[i] = int(p)
-            advance(len(idx))
-    correct = sum(int(p == y) for p, y in zip(preds, split.labels, strict=True))
-    return SplitEval(
-        split=split.name, accuracy=correct / len(split), loss=loss_sum / len(split), n=len(split),
-        rows=split.rows, labels=split.labels, preds=preds,
-    )  # fmt: skip
+    """The task's metric and every item's outcome, in the split's row order."""
+    return task.evaluate(model, split, batch_size, pad_token_id, device, label)
 
 
 def saved_ranks(adapter_dir: Path) -> dict[str, int]:

@@ -80,7 +80,15 @@ def variant_specs(cfg: BenchConfig, seed: int, audit: AuditReport) -> list[RunSp
     return specs
 
 
+def gate_passes(cfg: BenchConfig, value: float) -> bool:
+    """The probe must reach compression.probe_gate in the task metric's own direction (NLL: at most)."""
+    from gradience.bench.tasks import task_metric
+
+    gate = cfg.compression.probe_gate
+    return value >= gate if task_metric(cfg.task).higher_is_better else value <= gate
+
+
 def gate_status(cfg: BenchConfig, probe: RunResult, smoke: bool) -> GateStatus:
-    if probe.eval["eval"].accuracy >= cfg.compression.probe_gate:
+    if gate_passes(cfg, probe.eval["eval"].value):
         return "PASSED"
     return "UNDERTRAINED_SMOKE" if smoke else "UNDERTRAINED"

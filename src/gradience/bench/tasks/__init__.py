@@ -129,7 +129,7 @@ def _load_cached(model_path: str, task_json: str, sizes: tuple[Any, ...]) -> Tas
     splits = [s for s in (train, ev, beside, sel) if s is not None]
     return TaskData(
         train, ev, beside, sel, task.num_labels([train, ev]), int(tok.pad_token_id or 0), source,
-        {s.name: len(s) for s in splits}, list(getattr(task, "label_names", [])), _fingerprint(source, cfg, splits),
+        {s.name: len(s) for s in splits}, list(getattr(task, "label_names", [])), _fingerprint(source, cfg, splits), task,
     )  # fmt: skip
 
 

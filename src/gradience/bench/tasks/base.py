@@ -79,6 +79,7 @@ class TaskData:
     sizes: dict[str, int] = field(default_factory=dict)
     label_names: list[str] = field(default_factory=list)  # classification: id → name, in the reported order
     fingerprint: str = ""  # of the rows actually used (data, fields, sizes)
+    task: Task | None = None  # the task that tokenised it (knows the label list)
 
 
 class SplitEval(BaseModel):
