@@ -51,9 +51,15 @@ class TaskConfig(_Strict):
     """Which data, which fields, which per-item metric (docs/bench.md, "Your own task")."""
 
     type: Literal["classification", "causal_lm"] = "classification"
-    data: str | None = Field(None, description="A file (.csv .tsv .jsonl .json .parquet), a folder, or a hub id.")
-    data_config: str | None = Field(None, description="The hub dataset's config name (task.subset's new name).")
-    data_dir: str | None = Field(None, description="Alias of task.data for a local folder; relative to the CWD.")
+    data: str | None = Field(
+        None, description="A file (.csv .tsv .jsonl .json .parquet), a folder, or a hub id."
+    )
+    data_config: str | None = Field(
+        None, description="The hub dataset's config name (task.subset's new name)."
+    )
+    data_dir: str | None = Field(
+        None, description="Alias of task.data for a local folder; relative to the CWD."
+    )
     dataset: str = "glue"  # the hub id used when neither task.data nor task.data_dir is set
     subset: str | None = "sst2"
     splits: dict[Literal["train", "validation"], str] = Field(
@@ -64,11 +70,15 @@ class TaskConfig(_Strict):
     labels: list[str] | None = Field(None, description="The class order (label id i is labels[i]).")
     prompt_field: str = "prompt"
     response_field: str = "response"
-    prompt_template: str | None = Field(None, description="'{field}' placeholders; replaces the text/prompt field.")
+    prompt_template: str | None = Field(
+        None, description="'{field}' placeholders; replaces the text/prompt field."
+    )
     choices_field: str = "choices"
     chat_template: bool = False
     metric: Literal["accuracy", "exact_match", "choice", "nll"] | None = None  # None: the type's default
-    max_length: int = Field(128, ge=8, description="Tokens per item (prompt + response); longer ones are cut.")
+    max_length: int = Field(
+        128, ge=8, description="Tokens per item (prompt + response); longer ones are cut."
+    )
     max_new_tokens: int = Field(32, ge=1)
     stop: list[str] = Field(default_factory=list, description="exact_match: generation ends at any of these.")
     answer_regex: str | None = Field(None, description="exact_match: compare the first group of this regex.")
@@ -112,7 +122,9 @@ class TaskConfig(_Strict):
     def _metric_fits(self) -> TaskConfig:
         allowed = TASK_METRICS[self.type]
         if self.metric is not None and self.metric not in allowed:
-            raise ValueError(f"task.metric {self.metric!r} is not one of {list(allowed)} for task.type {self.type!r}")
+            raise ValueError(
+                f"task.metric {self.metric!r} is not one of {list(allowed)} for task.type {self.type!r}"
+            )
         return self
 
     @property
@@ -158,7 +170,9 @@ class CompressionConfig(_Strict):
     seeds: list[int] | None = Field(None, min_length=1, description="None: one seed, train.seed.")
     variants_to_test: list[VariantName] = Field(default_factory=lambda: list(ALL_VARIANTS))
     policy: str = "safe_uniform"
-    probe_gate: float = Field(0.75, ge=0, description="In the task metric's units and direction (NLL: at most).")
+    probe_gate: float = Field(
+        0.75, ge=0, description="In the task metric's units and direction (NLL: at most)."
+    )
 
     @field_validator("allowed_ranks")
     @classmethod

@@ -108,7 +108,10 @@ def judge_all(run: Any) -> dict[str, Judgement]:
                     raise RuntimeError(f"{variant} seed {o.seed} was evaluated on other items than its probe")
             pairs.append((probe_ok, var_ok))
             labels.append(o.seed)
-            split, task = run.data.eval, run.data.task  # a run collapsed where its probe learned: relative failure
+            split, task = (
+                run.data.eval,
+                run.data.task,
+            )  # a run collapsed where its probe learned: relative failure
             if (
                 res.status != "skipped_control"
                 and collapsed(res, split, task)
@@ -205,7 +208,9 @@ def _collapse_rule(ev: dict[str, Any]) -> tuple[Any, Any]:
 
     if ev.get("metric", "accuracy") == "accuracy":
         return Split(ev.get("split", "eval"), ev["rows"], {}, ev["labels"]), make_task(TaskConfig())
-    return Split(ev.get("split", "eval"), ev["rows"], {}), make_task(TaskConfig(type="causal_lm", metric=ev["metric"]))
+    return Split(ev.get("split", "eval"), ev["rows"], {}), make_task(
+        TaskConfig(type="causal_lm", metric=ev["metric"])
+    )
 
 
 def estimate_from_bench(out_dir: Path) -> Any:

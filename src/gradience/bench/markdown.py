@@ -10,18 +10,11 @@ from typing import Any
 
 from gradience.bench.registry import CONTROLS
 from gradience.bench.report import BenchReport, VariantReport
+from gradience.bench.tasks.base import Metric
 
 
 def _pct(x: float | None) -> str:
     return "—" if x is None else f"{100 * x:.1f}%"
-
-
-def _acc(x: float | None) -> str:
-    return "—" if x is None else f"{x:.3f}"
-
-
-def _pts(x: float | None) -> str:
-    return "—" if x is None else f"{100 * x:+.1f}"
 
 
 def _rank(v: VariantReport) -> str:
@@ -37,6 +30,7 @@ def _rank(v: VariantReport) -> str:
 def recommendation(rep: BenchReport) -> str:
     """One paragraph a reader can act on; says plainly when the evidence cannot decide."""
     s, probe = rep.summary, rep.probe
+    m = Metric.from_report(rep.task)
     lead = ""
     if s.smoke:
         lead = ("Smoke run: tiny training budgets, so the numbers below only show that every step works; "
@@ -48,13 +42,14 @@ def recommendation(rep: BenchReport) -> str:
             "longer (train.max_steps) or with a better learning rate before trusting any rank suggestion."
         )
     if s.undertrained_seeds:
-        lead += f"The probe is undertrained (accuracy {probe.accuracy:.3f} < gate {probe.gate['threshold']:.2f}). "
+        sign = "<" if m.higher_is_better else ">"
+        lead += f"The probe is undertrained ({m.title} {m.fmt(probe.accuracy)} {sign} gate {probe.gate['threshold']:.2f}). "
     if s.best_compression is None:
         screening = ""
         if s.point_rule_best is not None:
             pb = rep.compressed[s.point_rule_best]
             screening = (
-                f" On point estimates alone, {s.point_rule_best} ({_rank(pb)}, {_pts(pb.delta_vs_probe)} points) passed "
+                f" On point estimates alone, {s.point_rule_best} ({_rank(pb)}, {m.fmt_delta(pb.delta_vs_probe)} {m.unit}) passed "
                 f"the {rep.protocol['policy']} rule: a screening result, not evidence."
             )
         return lead + (
@@ -67,8 +62,8 @@ def recommendation(rep: BenchReport) -> str:
     red = best.param_reduction
     return lead + (
         f"Use **{s.best_compression}** ({_rank(best)}): it cuts LoRA parameters by {_pct(red.lora_only if red else None)} "
-        f"({_pct(red.total_trainable if red else None)} of all trainable parameters) at an accuracy change of "
-        f"{_pts(best.delta_vs_probe)} points vs the probe; its confidence interval lies inside the margin "
+        f"({_pct(red.total_trainable if red else None)} of all trainable parameters) at a {m.title} change of "
+        f"{m.fmt_delta(best.delta_vs_probe)} {m.unit} vs the probe; its confidence interval lies inside the margin "
         f"(non-inferior; {s.selection}), and the {rep.protocol['policy']} point rule passed on {v.passed_seeds}/"
         f"{v.n_seeds} seed(s) (needs {v.required_seeds}). Validation level: {s.validation_level}."
     )
@@ -76,11 +71,13 @@ def recommendation(rep: BenchReport) -> str:
 
 def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
     t, p = rep.task, rep.protocol
+    m = Metric.from_report(t)
     lines = [
         f"# Gradience bench: {rep.model['name']} on {t['name']}",
         "",
         f"**Recommendation.** {rep.summary.recommendation}",
         "",
+        f"- Metric: **{m.describe()}**" + (f"; class order {t['labels']}" if t.get("labels") else ""),
         f"- Verdict split: **{t['eval_split']}** ({t['eval_items']} items, the same for every seed and variant)"
         + (
             f"; official validation reported beside it ({t['beside_items']} items)"
@@ -97,13 +94,13 @@ def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
         "",
         "## Probe",
         "",
-        "| seed | accuracy | validation | gate | LoRA params |",
+        f"| seed | {m.title} | validation | gate | LoRA params |",
         "|---|---|---|---|---|",
     ]
     for s in rep.probe.per_seed:
         gate = rep.probe.gate["by_seed"].get(str(s.seed), "")
         lines.append(
-            f"| {s.seed} | {_acc(s.accuracy)} | {_acc(s.validation_accuracy)} | {gate} | {s.params:,} |"
+            f"| {s.seed} | {m.fmt(s.accuracy)} | {m.fmt(s.validation_accuracy)} | {gate} | {s.params:,} |"
         )
     lines += [
         "",
@@ -112,17 +109,17 @@ def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
         "",
         "## Variants",
         "",
-        "| variant | rank | LoRA params | LoRA-only cut | total cut | accuracy | Δ (pts) | 95% CI of Δ | policy | non-inferiority |",
+        f"| variant | rank | LoRA params | LoRA-only cut | total cut | {m.title} | Δ ({m.unit}) | 95% CI of Δ | policy | non-inferiority |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for name, v in rep.compressed.items():
         red = v.param_reduction
-        ci = f"[{_pts(v.ci.low)}, {_pts(v.ci.high)}]" if v.ci else "—"
+        ci = f"[{m.fmt_delta(v.ci.low)}, {m.fmt_delta(v.ci.high)}]" if v.ci else "—"
         tag = " (control)" if name in CONTROLS else ""
         lines.append(
             f"| {name}{tag} | {_rank(v)} | {'—' if v.params is None else f'{v.params:,.0f}'} | "
             f"{_pct(red.lora_only if red else None)} | {_pct(red.total_trainable if red else None)} | "
-            f"{_acc(v.accuracy)} | {_pts(v.delta_vs_probe)} | {ci} | {v.verdict.point} | {v.verdict.non_inferiority} |"
+            f"{m.fmt(v.accuracy)} | {m.fmt_delta(v.delta_vs_probe)} | {ci} | {v.verdict.point} | {v.verdict.non_inferiority} |"
         )
     lines += [
         "",
@@ -166,19 +163,23 @@ def aggregate(rep: BenchReport) -> dict[str, Any]:
 
 def aggregate_md(rep: BenchReport) -> str:
     seeds = [s.seed for s in rep.probe.per_seed]
+    m = Metric.from_report(rep.task)
     head = (
         "| variant | " + " | ".join(f"Δ seed {s}" for s in seeds) + " | mean | worst | pass | policy | NI |"
     )
     lines = [f"# Gradience bench aggregate: {len(seeds)} seed(s)", "",
-             "Δ = variant − probe accuracy on the shared verdict items, in points.", "", head,
+             f"Δ = variant − probe {m.title} on the shared verdict items, in {m.unit}"
+             + ("" if m.higher_is_better else " (lower is better: a negative Δ is an improvement)") + ".", "", head,
              "|" + "---|" * (len(seeds) + 6)]  # fmt: skip
-    probe_row = " | ".join(_acc(s.accuracy) for s in rep.probe.per_seed)
-    lines.append(f"| probe (accuracy) | {probe_row} | {_acc(rep.probe.accuracy)} | | | | |")
+    probe_row = " | ".join(m.fmt(s.accuracy) for s in rep.probe.per_seed)
+    lines.append(f"| probe ({m.title}) | {probe_row} | {m.fmt(rep.probe.accuracy)} | | | | |")
     for name, v in rep.compressed.items():
-        cells = " | ".join(_pts(s.delta_vs_probe) if s.status != "not_run" else "—" for s in v.per_seed)
+        cells = " | ".join(
+            m.fmt_delta(s.delta_vs_probe) if s.status != "not_run" else "—" for s in v.per_seed
+        )
         vd = v.verdict
         lines.append(
-            f"| {name} | {cells} | {_pts(v.delta_vs_probe)} | {_pts(vd.worst_delta)} | "
+            f"| {name} | {cells} | {m.fmt_delta(v.delta_vs_probe)} | {m.fmt_delta(vd.worst_delta)} | "
             f"{vd.passed_seeds}/{vd.n_seeds} (needs {vd.required_seeds}) | {vd.point} | {vd.non_inferiority} |"
         )
     lines += ["", f"Validated {rep.summary.validated}; best compression: {rep.summary.best_compression or 'none'}; "

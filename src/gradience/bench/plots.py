@@ -19,28 +19,38 @@ def _pyplot() -> Any:
     return plt
 
 
-def accuracy_vs_params(points: list[dict[str, Any]], probe_acc: float, margin: float, path: Path) -> None:
-    """Each run's mean accuracy against its LoRA parameters.
+def accuracy_vs_params(
+    points: list[dict[str, Any]], probe_acc: float, margin: float, path: Path, metric: Any = None
+) -> None:
+    """Each run's mean metric (accuracy unless ``metric`` says otherwise) against its LoRA parameters.
 
     Error bars are the paired 95% CI of Δ (variant − probe) placed around the probe's
-    accuracy, i.e. the range the verdict actually reasons about.
+    value, i.e. the range the verdict actually reasons about. (The file keeps SPEC §5's name.)
     """
+    title = metric.title if metric is not None else "accuracy"
+    rate = metric is None or metric.binary
+    worse = -1.0 if metric is None or metric.higher_is_better else 1.0
     plt = _pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2), dpi=110)
     for p in points:
         x, y = p["params"], p["accuracy"]
         lo, hi = p.get("ci") or (None, None)
-        # the bars stop at the possible accuracies [0, 1]: a wide CI of Δ would otherwise run past them
-        low, high = (None, None) if lo is None else (max(0.0, probe_acc + lo), min(1.0, probe_acc + hi))
+        # a rate's bars stop at [0, 1]: a wide CI of Δ would otherwise run past the possible values
+        low, high = (None, None) if lo is None else (probe_acc + lo, probe_acc + hi)
+        if rate and low is not None:
+            low, high = max(0.0, low), min(1.0, high)
         err = None if low is None else [[max(0.0, y - low)], [max(0.0, high - y)]]
         marker = "*" if p["name"] == "probe" else "o"
         ax.errorbar([x], [y], yerr=err, fmt=marker, ms=12 if marker == "*" else 7, capsize=4, label=p["name"])
     ax.axhline(probe_acc, color="grey", lw=0.8, ls="--")
-    ax.axhline(probe_acc - margin, color="red", lw=0.8, ls=":", label=f"probe − margin ({margin:.3f})")
+    sign = "−" if worse < 0 else "+"
+    ax.axhline(
+        probe_acc + worse * margin, color="red", lw=0.8, ls=":", label=f"probe {sign} margin ({margin:.3f})"
+    )
     ax.set_xscale("log")
     ax.set_xlabel("LoRA parameters (log scale)")
-    ax.set_ylabel("accuracy (mean over seeds)")
-    ax.set_title("Accuracy vs LoRA parameters (bars: paired 95% CI of Δ vs probe)")
+    ax.set_ylabel(f"{title} (mean over seeds)")
+    ax.set_title(f"{title[:1].upper() + title[1:]} vs LoRA parameters (bars: paired 95% CI of Δ vs probe)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3)
     fig.tight_layout()

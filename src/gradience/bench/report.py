@@ -276,15 +276,16 @@ def _not_judged(run: Any, status: str) -> Verdict:
 
 def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
     """Assemble bench.json from the runs and the verdicts; the recommendation is added by the caller."""
-    from gradience.bench.tasks import SPLIT_SEED
+    from gradience.bench.tasks import SPLIT_SEED, task_metric
 
     cfg = run.cfg
     compressed = {v: _variant_report(run, v, judged.get(v)) for v in cfg.compression.variants_to_test}
     candidates = {n: v for n, v in compressed.items() if n not in CONTROLS and v.status == "ok"}
     passing = {n: v for n, v in candidates.items() if v.verdict.point == "PASS" and v.param_reduction}
+    better = 1.0 if task_metric(cfg.task).higher_is_better else -1.0  # ties: the better metric value
 
     def most_compressed(names: Any) -> str | None:
-        return max(names, key=lambda n: (compressed[n].param_reduction.lora_only, compressed[n].accuracy or 0),
+        return max(names, key=lambda n: (compressed[n].param_reduction.lora_only, better * (compressed[n].accuracy or 0)),
                    default=None)  # type: ignore[union-attr]  # fmt: skip
 
     from gradience.verdicts import SELECTION, holm, load_policy
@@ -299,8 +300,9 @@ def build_report(run: Any, judged: dict[str, Any], data: Any) -> BenchReport:
         bench_version=cfg.bench_version, timestamp=now_iso(), git_commit=git_commit(),
         env=env_versions(cfg.runtime.device), model={"name": cfg.model.name, "path": run.model_path},
         task={
-            "name": f"{t.dataset}/{t.subset}" if t.subset else t.dataset, "source": data.source,
-            "text_fields": t.text_fields, "label_field": t.label_field, "metric": t.metric,
+            "name": t.source_name, "source": data.source, "type": t.type,
+            "text_fields": t.text_fields, "label_field": t.label_field, **task_metric(t).to_json(),
+            "labels": data.label_names or None, "data_fingerprint": data.fingerprint,
             "eval_split": data.eval.name, "eval_items": len(data.eval),
             "beside_items": len(data.beside) if data.beside else 0, "train_items": len(data.train),
             "heldout_split_seed": SPLIT_SEED,

@@ -76,7 +76,8 @@ def write_reports(run: Any, rep: BenchReport, judged: dict[str, Any]) -> list[Pa
         if v.status == "ok" and v.params
     ]
     margin = rep.protocol["margin"] or 0.0
-    plots.accuracy_vs_params(points, probe_acc, margin, out / "accuracy_vs_params.png")
+    metric = markdown.Metric.from_report(rep.task)
+    plots.accuracy_vs_params(points, probe_acc, margin, out / "accuracy_vs_params.png", metric)
     first = run.seeds[0].audit
     if first is not None:
         pattern = first.suggestions.per_layer.rank_pattern or {}

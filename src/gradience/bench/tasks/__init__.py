@@ -108,7 +108,9 @@ def _load_cached(model_path: str, task_json: str, sizes: tuple[Any, ...]) -> Tas
     has_val = "validation" in raw
     heldout = cfg.eval_split == "heldout"
     if not heldout and not has_val:
-        raise BenchInputError("task.eval_split is 'validation' but the data has no validation split (dev.tsv)")
+        raise BenchInputError(
+            "task.eval_split is 'validation' but the data has no validation split (dev.tsv)"
+        )
     tok = load_tokenizer(model_path)
     task.prepare(tok, raw["train"])
     parts = split_rows(len(raw["train"]), eval_samples, train_samples, heldout, selection)
@@ -149,7 +151,9 @@ def load_task_data(
         if value and os.path.exists(value):
             setattr(data, key, os.path.abspath(value))
     beside_cap = eval_samples if smoke else None  # smoke: a tiny budget for the validation split too
-    return _load_cached(model_path, data.model_dump_json(), (eval_samples, train_samples, beside_cap, selection))
+    return _load_cached(
+        model_path, data.model_dump_json(), (eval_samples, train_samples, beside_cap, selection)
+    )
 
 
 def collate(split: Split, idx: list[int] | np.ndarray, pad_token_id: int) -> dict[str, Any]:

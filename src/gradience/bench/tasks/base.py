@@ -30,9 +30,10 @@ class Metric:
     unit: str = "points"  # of a difference: points (binary, ×100) or the metric's own (nats)
 
     def fmt(self, value: float | None) -> str:
+        """A metric value as tables show it: a rate to 3 decimals (0.912), others to 4."""
         if value is None:
             return "—"
-        return f"{100 * value:.1f}%" if self.binary else f"{value:.4f}"
+        return f"{value:.3f}" if self.binary else f"{value:.4f}"
 
     def fmt_delta(self, delta: float | None) -> str:
         if delta is None:
@@ -42,6 +43,18 @@ class Metric:
     def scale(self, value: float) -> float:
         """In display units: percentage points for rates, the raw value otherwise."""
         return 100 * value if self.binary else value
+
+    def to_json(self) -> dict[str, Any]:
+        return {"metric": self.name, "metric_title": self.title, "higher_is_better": self.higher_is_better,
+                "metric_binary": self.binary, "metric_unit": self.unit}  # fmt: skip
+
+    @classmethod
+    def from_report(cls, task: dict[str, Any]) -> Metric:
+        """The metric a bench.json's task block names (accuracy for reports written before tasks)."""
+        if "metric_title" not in task:
+            return ACCURACY
+        return cls(task["metric"], task["metric_title"], task["higher_is_better"], task["metric_binary"],
+                   task["metric_unit"])  # fmt: skip
 
     def describe(self) -> str:
         better = "higher" if self.higher_is_better else "lower"

@@ -27,7 +27,9 @@ class CausalLMTask(Task):
         return METRICS[self.cfg.metric_name]
 
     def required_columns(self) -> list[str]:
-        cols = template_fields(self.cfg.prompt_template) if self.cfg.prompt_template else [self.cfg.prompt_field]
+        cols = (
+            template_fields(self.cfg.prompt_template) if self.cfg.prompt_template else [self.cfg.prompt_field]
+        )
         if self.cfg.metric_name == "choice":
             return [*cols, self.cfg.choices_field, self.cfg.label_field]
         return [*cols, self.cfg.response_field]

@@ -13,8 +13,17 @@ from typing import Any
 import numpy as np
 
 from gradience.bench import BenchInputError
-from gradience.bench.tasks.base import ACCURACY, Metric, Split, SplitEval, Task, TaskData, load_auto_model, \
-    render_template, template_fields  # fmt: skip
+from gradience.bench.tasks.base import (
+    ACCURACY,
+    Metric,
+    Split,
+    SplitEval,
+    Task,
+    TaskData,
+    load_auto_model,
+    render_template,  # fmt: skip
+    template_fields,
+)
 
 COLLAPSE_MARGIN = 0.01  # accuracy within 1 point of always answering the majority class
 
@@ -27,14 +36,18 @@ class ClassificationTask(Task):
     def __init__(self, cfg: Any):
         super().__init__(cfg)
         self.label_names: list[str] = list(cfg.labels or [])
-        self._index: dict[str, int] | None = {n: i for i, n in enumerate(self.label_names)} if cfg.labels else None
+        self._index: dict[str, int] | None = (
+            {n: i for i, n in enumerate(self.label_names)} if cfg.labels else None
+        )
 
     @property
     def metric(self) -> Metric:
         return ACCURACY
 
     def required_columns(self) -> list[str]:
-        fields = template_fields(self.cfg.prompt_template) if self.cfg.prompt_template else self.cfg.text_fields
+        fields = (
+            template_fields(self.cfg.prompt_template) if self.cfg.prompt_template else self.cfg.text_fields
+        )
         return [*fields, self.cfg.label_field]
 
     def prepare(self, tokenizer: Any, train_ds: Any) -> None:
@@ -81,7 +94,9 @@ class ClassificationTask(Task):
         keep = [k for k in ("input_ids", "attention_mask", "token_type_ids") if k in enc]
         labels = [self._label(x, name) for x in sub[self.cfg.label_field]]
         if any(lab < 0 for lab in labels):
-            raise BenchInputError(f"{name} split has unlabelled rows (label < 0); the bench needs labelled items")
+            raise BenchInputError(
+                f"{name} split has unlabelled rows (label < 0); the bench needs labelled items"
+            )
         return Split(name, list(rows), {k: enc[k] for k in keep}, labels)
 
     def num_labels(self, splits: list[Split]) -> int:

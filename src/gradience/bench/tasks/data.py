@@ -61,10 +61,14 @@ def read_file(path: Path) -> Any:
     kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": 3} if path.suffix.lower() == ".tsv" else {}
     with _quiet_datasets() as datasets:
         try:
-            ds = datasets.load_dataset(reader, data_files={"x": str(path)}, keep_in_memory=True, **kwargs)["x"]
+            ds = datasets.load_dataset(reader, data_files={"x": str(path)}, keep_in_memory=True, **kwargs)[
+                "x"
+            ]
         except Exception as exc:  # ragged rows, bad JSON, bad encoding: the file is the problem, not the code
             hint = " (a header row, then the same number of columns in every row)" if reader == "csv" else ""
-            raise BenchInputError(f"cannot read {path} as {path.suffix.lstrip('.')}{hint}: {_first_line(exc)}") from None
+            raise BenchInputError(
+                f"cannot read {path} as {path.suffix.lstrip('.')}{hint}: {_first_line(exc)}"
+            ) from None
     if len(ds) == 0:
         raise BenchInputError(f"{path} has no rows")
     return ds
@@ -85,7 +89,9 @@ def _read_folder(folder: Path, splits: dict[str, str]) -> dict[str, Any]:
         if wanted is not None:
             path = Path(wanted) if Path(wanted).is_file() else _in_folder(folder, (wanted,))
             if path is None:
-                raise BenchInputError(f"task.splits.{name} '{wanted}' is neither a file nor a file stem in {folder}")
+                raise BenchInputError(
+                    f"task.splits.{name} '{wanted}' is neither a file nor a file stem in {folder}"
+                )
         else:
             path = _in_folder(folder, stems)
         if path is not None:
@@ -118,7 +124,9 @@ def _read_hub(name: str, config: str | None, splits: dict[str, str]) -> dict[str
         if found is not None:
             out[role] = found
     if "train" not in out:
-        raise BenchInputError(f"dataset {name} has no train split (it has {sorted(available)}); set task.splits.train")
+        raise BenchInputError(
+            f"dataset {name} has no train split (it has {sorted(available)}); set task.splits.train"
+        )
     return out
 
 
@@ -137,7 +145,12 @@ def read_source(task: TaskConfig) -> tuple[dict[str, Any], str]:
         path = Path(task.data)
         if path.is_dir():
             return _read_folder(path, splits), str(path.resolve())
-        if path.is_file() or path.suffix.lower() in READERS or path.is_absolute() or task.data.startswith("."):
+        if (
+            path.is_file()
+            or path.suffix.lower() in READERS
+            or path.is_absolute()
+            or task.data.startswith(".")
+        ):
             out = {"train": read_file(path)}
             if "validation" in splits:
                 out["validation"] = read_file(Path(splits["validation"]))
@@ -146,4 +159,6 @@ def read_source(task: TaskConfig) -> tuple[dict[str, Any], str]:
     if all(Path(v).is_file() for v in splits.values()) and "train" in splits:
         return {k: read_file(Path(v)) for k, v in splits.items()}, str(Path(splits["train"]).resolve())
     config = task.data_config or task.subset
-    return _read_hub(task.dataset, config, splits), f"hub:{task.dataset}/{config}" if config else f"hub:{task.dataset}"
+    return _read_hub(
+        task.dataset, config, splits
+    ), f"hub:{task.dataset}/{config}" if config else f"hub:{task.dataset}"
