@@ -50,12 +50,14 @@ from gradience.verdicts.aggregate import (
     judge_variant,
     verdict_intervals,
 )
+from gradience.verdicts.continuous import compare_seed_continuous, continuous_intervals, judge_continuous
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import (
     BudgetRates,
     DeltaRates,
     PlanResult,
     SeedComparison,
+    SeedDifference,
     SeedsRow,
     VariantVerdict,
 )
@@ -79,14 +81,18 @@ __all__ = [
     "Policy",
     "PolicyError",
     "SeedComparison",
+    "SeedDifference",
     "SeedsRow",
     "VariantVerdict",
     "builtin_policies",
     "compare_seed",
+    "compare_seed_continuous",
+    "continuous_intervals",
     "crossed_bootstrap_ci",
     "crossed_interval",
     "verdict_intervals",
     "holm",
+    "judge_continuous",
     "judge_variant",
     "known_variance_power",
     "load_policy",
