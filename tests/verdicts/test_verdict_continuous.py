@@ -268,3 +268,17 @@ def test_plan_with_item_sd() -> None:
         plan(0.05, 0.8, item_sd=0.0, seed_sd=0.01)
     with pytest.raises(PolicyError, match="baseline_acc"):
         plan(0.025, 0.8)
+
+
+def test_few_skewed_items_are_flagged() -> None:
+    rng = np.random.default_rng(9)
+    probe = rng.normal(0, 1, (30, 3))
+    loss = np.zeros((30, 1))
+    loss[:3] = 2.0  # three items much worse, for every seed
+    pairs = [(probe[:, s], probe[:, s] - loss[:, 0] + rng.normal(0, 0.01, 30)) for s in range(3)]
+    v = judge_continuous(pairs, margin=0.5, higher_is_better=True)
+    assert "long tail of losses" in v.explanation
+    calm = judge_continuous(
+        [(p, p + rng.normal(0, 0.1, 30)) for p, _ in pairs], margin=0.5, higher_is_better=True
+    )
+    assert "long tail" not in calm.explanation

@@ -245,4 +245,23 @@ def judge_continuous(
         mean_discordance=None,
         per_seed=per_seed,
     )
-    return VariantVerdict(**fields, explanation=explain_verdict(fields, pol))
+    return VariantVerdict(**fields, explanation=explain_verdict(fields, pol) + _skew_warning(d[:, keep]))
+
+
+SKEW_ITEMS, SKEW_LIMIT = 100, -1.0
+
+
+def _skew_warning(d: np.ndarray) -> str:
+    """A t interval on a few strongly left-skewed item differences is optimistic: the calibration
+    (``benchmarks/continuous_calibration.py``) measured up to 7% false PASS at 20 items, skewness −2."""
+    n_items = d.shape[0]
+    rows = d.mean(axis=1)
+    if n_items >= SKEW_ITEMS or np.ptp(rows) == 0:
+        return ""
+    skew = float(stats.skew(rows))
+    if skew >= SKEW_LIMIT:
+        return ""
+    return (
+        f" The item differences have a long tail of losses (skewness {skew:.1f}) and there are only "
+        f"{n_items} items: the interval may be optimistic here; more eval items fix it."
+    )
