@@ -1,7 +1,8 @@
 """Trustworthy verdicts: policies, paired statistics, non-inferiority, and a seeds/eval-items planner.
 
 A pure library (numpy, scipy, pydantic, pyyaml); it imports nothing else of ``gradience``.
-Accuracies and margins are fractions (0.025 = 2.5 points). Bad input raises
+Accuracies and margins are fractions (0.025 = 2.5 points), except for continuous metrics
+(``judge_continuous``, ``plan(item_sd=...)``), whose margins are in the metric's units. Bad input raises
 ``PolicyError`` (a ``ValueError``); the CLI prints its one-line message and exits 2.
 
 Public API (what the bench calls)::
@@ -19,6 +20,15 @@ Public API (what the bench calls)::
         # one distinct seed: NI at best INCONCLUSIVE unless seed_sd (from an earlier bench) is given
         # .noninferiority_p: one-sided p of Δ ≤ −margin, inverting the same interval
 
+    judge_continuous(pairs, policy="safe_uniform", *, margin, higher_is_better, metric=None,
+                     units=None, labels=None, seed_sd=None) -> VariantVerdict
+        # a continuous per-item metric (mean token NLL: higher_is_better=False): pairs of per-item
+        # values; Δ oriented so that positive = variant better; margin (required) and seed_sd in
+        # the metric's units; one seed: paired t (N − 1 df) widened by seed_sd; several: the same
+        # crossed interval on real d. Same PASS/FAIL/INCONCLUSIVE rule, p, one-seed rule, quorum
+        # (the policy's floor read as a multiple of its margin); per_seed: SeedDifference;
+        # .outcome = "continuous", .metric, .units, .higher_is_better; no bootstrap, no McNemar
+
     holm({name: noninferiority_p, ...}, alpha) -> accepted names
         # several variants at once: family-wise false PASS ≤ alpha
         # pairs = [(probe_correct, variant_correct) for each seed], all on the SAME eval items.
@@ -27,10 +37,13 @@ Public API (what the bench calls)::
         # .validated ("k/n") · .mean_delta · .ci_low · .ci_high · .worst_delta · .per_seed
         # .explanation (plain language, says when the data cannot tell the margin apart)
 
-    plan(margin, power, baseline_acc, discordance=0.10, seed_sd=0.008, eval_items=None,
-         n_seeds=None, confidence=None, *, policy=None, item_share=1.0) -> PlanResult
+    plan(margin, power, baseline_acc=None, discordance=0.10, seed_sd=None, eval_items=None,
+         n_seeds=None, confidence=None, *, policy=None, item_share=None, item_sd=None) -> PlanResult
         # seeds × eval items for a target power; a budget's power and false-PASS rates.
         # margin=None / confidence=None: from the policy (a bench config's numbers: the caller's).
+        # 0/1 metrics: baseline_acc required, seed_sd defaults to 0.008. Continuous metrics:
+        # item_sd (SD of one item's paired difference) instead of discordance/baseline_acc, with
+        # margin and seed_sd required in the metric's units.
 
 Every result is a frozen pydantic model; ``.to_json()`` (= ``model_dump(mode="json")``) is
 its one serialisation. Randomness comes only from ``numpy.random.default_rng(seed)``.
@@ -50,12 +63,14 @@ from gradience.verdicts.aggregate import (
     judge_variant,
     verdict_intervals,
 )
+from gradience.verdicts.continuous import compare_seed_continuous, continuous_intervals, judge_continuous
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.models import (
     BudgetRates,
     DeltaRates,
     PlanResult,
     SeedComparison,
+    SeedDifference,
     SeedsRow,
     VariantVerdict,
 )
@@ -79,14 +94,18 @@ __all__ = [
     "Policy",
     "PolicyError",
     "SeedComparison",
+    "SeedDifference",
     "SeedsRow",
     "VariantVerdict",
     "builtin_policies",
     "compare_seed",
+    "compare_seed_continuous",
+    "continuous_intervals",
     "crossed_bootstrap_ci",
     "crossed_interval",
     "verdict_intervals",
     "holm",
+    "judge_continuous",
     "judge_variant",
     "known_variance_power",
     "load_policy",

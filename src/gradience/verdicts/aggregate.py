@@ -24,13 +24,14 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from scipy import stats
 
 from gradience.verdicts.errors import PolicyError
 from gradience.verdicts.explain import explain_verdict
-from gradience.verdicts.models import VariantVerdict
+from gradience.verdicts.models import NI, VariantVerdict
 from gradience.verdicts.paired import (
     as_correctness,
     check_confidence,
@@ -59,28 +60,41 @@ class CrossedInterval:
 
 
 def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
-    """Studentised CI of mean Δ for ``diff[..., item, seed]`` in {−1, 0, 1}, vectorised over ``...``.
+    """Studentised CI of mean Δ for ``diff[..., item, seed]``, vectorised over ``...``.
 
-    Needs at least 2 items and 2 seeds. Works from row and column sums only, so a batch
-    of thousands of simulated experiments costs a few passes over the data. Three guards,
-    each chosen by ``benchmarks/verdict_calibration.py``: the variance never falls below the
-    within-cell binomial variance over N·S cells (a true lower bound on Var(mean Δ), so the
-    interval is never [0, 0] when flips differ between seeds); the item term's degrees of
-    freedom are at most the number of items that differ in some seed, minus 1 (a handful of
-    discordant items is a handful of observations, not N); and the seed term's share w of
-    the variance caps ν at (S−1)/w instead of Satterthwaite's (S−1)/w², because with 2–4
-    seed degrees of freedom Satterthwaite's ν is lenient (up to 4.3% one-sided at a nominal
-    2.5% with 3 seeds in the study, 3.1% with the cap).
+    Integer (or bool) input is a 0/1 metric's difference, in {−1, 0, 1}: the path the binary
+    verdicts have always taken, number for number. Float input is a continuous metric's
+    paired difference: it is centred on its grand mean first (the sums of squares below
+    subtract large numbers, and a mean far from 0 would cost digits), and Σd² is summed
+    rather than counted. Needs at least 2 items and 2 seeds. Works from row and column sums
+    only, so a batch of thousands of simulated experiments costs a few passes over the data.
+    Three guards, each chosen by ``benchmarks/verdict_calibration.py``: the variance never
+    falls below the within-cell variance over N·S cells (a lower bound on Var(mean Δ) when
+    cells sharing an item or a seed are not negatively correlated, so the interval is never
+    [0, 0] when flips differ between seeds); the item term's degrees of freedom are at most
+    the number of items that differ in some seed, minus 1 (a handful of discordant items is
+    a handful of observations, not N); and the seed term's share w of the variance caps ν at
+    (S−1)/w instead of Satterthwaite's (S−1)/w², because with 2–4 seed degrees of freedom
+    Satterthwaite's ν is lenient (up to 4.3% one-sided at a nominal 2.5% with 3 seeds in the
+    study, 3.1% with the cap). With no item differing at all, a 0/1 metric's interval is the
+    exact bound on the unseen flip rate; a continuous metric has no such scale, and its
+    interval is the point (every difference equal).
     """
     d = np.asarray(diff)
     n_items, n_seeds = d.shape[-2:]
     if n_items < 2 or n_seeds < 2:
         raise PolicyError(f"crossed_interval needs ≥ 2 items and ≥ 2 seeds, got {n_items} × {n_seeds}")
     confidence = check_confidence(confidence)
-    row = d.sum(axis=-1, dtype=np.int64).astype(np.float64)
-    col = d.sum(axis=-2, dtype=np.int64).astype(np.float64)
-    sum_sq = np.count_nonzero(d, axis=(-2, -1)).astype(np.float64)  # Σ d² for d ∈ {−1, 0, 1}
     informative = np.count_nonzero(d.any(axis=-1), axis=-1).astype(np.float64)
+    binary = d.dtype.kind in "biu"
+    if binary:
+        row = d.sum(axis=-1, dtype=np.int64).astype(np.float64)
+        col = d.sum(axis=-2, dtype=np.int64).astype(np.float64)
+        sum_sq = np.count_nonzero(d, axis=(-2, -1)).astype(np.float64)  # Σ d² for d ∈ {−1, 0, 1}
+    else:
+        shift = d.mean(axis=(-2, -1), dtype=np.float64)
+        d = d.astype(np.float64) - shift[..., None, None]
+        row, col, sum_sq = d.sum(axis=-1), d.sum(axis=-2), np.square(d).sum(axis=(-2, -1))
     n_cells = n_items * n_seeds
     mean = row.sum(axis=-1) / n_cells
     row_ss = (row**2).sum(axis=-1) / n_seeds - n_cells * mean**2
@@ -99,19 +113,23 @@ def crossed_interval(diff: np.ndarray, confidence: float) -> CrossedInterval:
     share = np.where(var > 0, seed_var / np.where(var > 0, var, 1.0), 0.0)
     df = np.minimum(df, np.where(share > 0, (n_seeds - 1) / np.where(share > 0, share, 1.0), np.inf))
     crit = stats.t.ppf(0.5 + confidence / 2, df)
-    half = np.where(sum_sq == 0, no_discordance_halfwidth(n_items, confidence), crit * np.sqrt(var))
+    half = crit * np.sqrt(var)
+    if binary:
+        half = np.where(sum_sq == 0, no_discordance_halfwidth(n_items, confidence), half)
+    else:
+        mean = mean + shift
     return CrossedInterval(mean, mean - half, mean + half, np.sqrt(var), item_var, seed_var, df, mse)
 
 
 def one_seed_interval(
-    low: float, high: float, mean: float, confidence: float, seed_sd: float | None
-) -> tuple[float, float]:
+    low: Any, high: Any, mean: Any, confidence: float, seed_sd: float | None
+) -> tuple[Any, Any]:
     """One seed's item interval, widened by an external seed SD: each side grows in quadrature by
-    z·seed_sd (the seed effect is independent of item sampling)."""
+    z·seed_sd (the seed effect is independent of item sampling). Elementwise on arrays."""
     if not seed_sd:
         return low, high
     z = float(stats.norm.ppf(0.5 + confidence / 2)) * seed_sd
-    return mean - float(np.hypot(mean - low, z)), mean + float(np.hypot(high - mean, z))
+    return mean - np.hypot(mean - low, z), mean + np.hypot(high - mean, z)
 
 
 def noninferiority_p(low_at: Callable[[float], float], margin: float) -> float:
@@ -133,7 +151,25 @@ def noninferiority_p(low_at: Callable[[float], float], margin: float) -> float:
     return a_hi
 
 
-def _distinct_mask(probe: np.ndarray, variant: np.ndarray) -> np.ndarray:
+def decide(
+    interval: Callable[[float], tuple[float, float]],
+    confidence: float,
+    margin: float,
+    n_distinct: int,
+    seed_sd: float | None,
+) -> tuple[float, float, NI, float]:
+    """(low, high, verdict, one-sided p) from the verdict's interval at any level: the one
+    PASS/FAIL/INCONCLUSIVE rule, for 0/1 and continuous metrics alike (margin in Δ's units)."""
+    low, high = interval(confidence)
+    ni = noninferiority_label(low, high, margin)
+    blind = not can_pass(n_distinct, seed_sd)
+    if ni == "PASS" and blind:
+        ni = "INCONCLUSIVE"
+    p_value = 1.0 if blind else noninferiority_p(lambda conf: interval(conf)[0], margin)
+    return low, high, ni, p_value
+
+
+def distinct_mask(probe: np.ndarray, variant: np.ndarray) -> np.ndarray:
     """keep[d, s]: seed s is the first of its group of identical (probe, variant) columns —
     bit-identical runs are one observation of seed variance, not several."""
     n_seeds = probe.shape[-1]
@@ -163,7 +199,7 @@ def verdict_intervals(
     """
     p, v = np.asarray(probe, bool), np.asarray(variant, bool)
     n_draws, n_items, _ = p.shape
-    keep = _distinct_mask(p, v)
+    keep = distinct_mask(p, v)
     low, high = np.empty(n_draws), np.empty(n_draws)
     patterns, which = np.unique(keep, axis=0, return_inverse=True)
     for k, pattern in enumerate(patterns):
@@ -220,7 +256,7 @@ def crossed_bootstrap_ci(
     return float(low), float(high)
 
 
-def _resolve_policy(policy: Policy | str | Path, margin: float | None) -> Policy:
+def resolve_policy(policy: Policy | str | Path, margin: float | None) -> Policy:
     resolved = policy if isinstance(policy, Policy) else load_policy(policy)
     return resolved if margin is None else resolved.with_margin(margin)
 
@@ -243,7 +279,7 @@ def judge_variant(
     """
     if seed_sd is not None and not (0 <= seed_sd < 1):
         raise PolicyError(f"seed_sd must be in [0, 1) (accuracy units), got {seed_sd}")
-    pol = _resolve_policy(policy, margin)
+    pol = resolve_policy(policy, margin)
     if len(pairs) == 0:
         raise PolicyError("judge_variant needs at least one seed's (probe_correct, variant_correct) pair")
     if labels is not None and len(labels) != len(pairs):
@@ -278,7 +314,7 @@ def judge_variant(
     point = pol.point_verdict(diff.sum(axis=0), n_items)  # the upstream rule counts every seed given
     batch_p = np.stack([p for p, _ in arrays], axis=1)[None]
     batch_v = np.stack([v for _, v in arrays], axis=1)[None]
-    keep = np.flatnonzero(_distinct_mask(batch_p, batch_v)[0]).tolist()  # identical seeds count once
+    keep = np.flatnonzero(distinct_mask(batch_p, batch_v)[0]).tolist()  # identical seeds count once
     distinct = diff[:, keep]
 
     def interval(confidence: float) -> tuple[float, float]:
@@ -289,7 +325,6 @@ def judge_variant(
     if len(keep) == 1:
         only = per_seed[keep[0]]
         mean = only.delta
-        low, high = interval(pol.confidence)
         item_se = float(np.sqrt(diff[:, keep[0]].var(ddof=1) / n_items))
         seed_se, df = float(seed_sd or 0.0), None
         se = float(np.hypot(item_se, seed_se))
@@ -297,18 +332,13 @@ def judge_variant(
     else:
         ci = crossed_interval(distinct, pol.confidence)
         mean = float(ci.mean)
-        low, high = interval(pol.confidence)
         item_se, seed_se, df = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var)), float(ci.df)
         df = None if not np.isfinite(df) else df
         se = float(ci.se)  # never below the within-cell floor
         boot_low, boot_high = crossed_bootstrap_ci(
             distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
-    ni = noninferiority_label(low, high, pol.margin)
-    one_blind = not can_pass(len(keep), seed_sd)
-    if ni == "PASS" and one_blind:
-        ni = "INCONCLUSIVE"
-    p_value = 1.0 if one_blind else noninferiority_p(lambda conf: interval(conf)[0], pol.margin)
+    low, high, ni, p_value = decide(interval, pol.confidence, pol.margin, len(keep), seed_sd)
     point_passed = bool(point["passed"])
     fields = dict(
         policy=pol.name,

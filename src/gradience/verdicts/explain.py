@@ -18,31 +18,48 @@ def _points(x: float) -> str:
     return f"{100 * x:.1f}".rstrip("0").rstrip(".")
 
 
+def _num(x: float, signed: bool = False) -> str:
+    """A continuous metric's value, e.g. 0.0123 → '+0.0123'."""
+    return (f"{x:+.3g}" if signed else f"{x:.3g}").replace("-", "−")
+
+
 def explain_verdict(v: dict[str, Any], policy: Policy) -> str:
-    """Sentences for a report: the non-inferiority reading first, then the point-estimate rule."""
+    """Sentences for a report: the non-inferiority reading first, then the point-estimate rule.
+
+    A 0/1 metric is worded in accuracy points; a continuous one in its own units, saying
+    which direction is better (Δ is oriented so that positive = the variant is better)."""
     margin, conf = v["margin"], v["confidence"]
-    m = _points(margin)
-    ci = f"{conf:.0%} CI {_pts(v['ci_low'])} to {_pts(v['ci_high'])} points"
-    head = f"Mean Δ {_pts(v['mean_delta'])} points over {v['n_seeds']} seed(s) × {v['n_items']} shared eval items ({ci})."
+    continuous = v.get("outcome") == "continuous"
+    sig, val = (lambda x: _num(x, True), _num) if continuous else (_pts, _points)
+    unit = (v.get("units") or "") if continuous else "points"
+    u = f" {unit}" if unit else ""
+    m = val(margin)
+    margin_name = f"margin of {m}{u}" if continuous else f"{m}-point margin"
+    ci = f"{conf:.0%} CI {sig(v['ci_low'])} to {sig(v['ci_high'])}{u}"
+    head = f"Mean Δ {sig(v['mean_delta'])}{u} over {v['n_seeds']} seed(s) × {v['n_items']} shared eval items ({ci})."
     out = [head]
-    if v["noninferiority"] == "PASS":
-        out.append(f"Non-inferior: with {conf:.0%} confidence the variant loses less than {m} points.")
-    elif v["noninferiority"] == "FAIL":
-        out.append(
-            f"Worse than the margin: with {conf:.0%} confidence the variant loses more than {m} points."
+    if continuous:
+        name = v.get("metric") or "the metric"
+        better, order = (
+            ("higher", "variant − probe") if v["higher_is_better"] else ("lower", "probe − variant")
         )
+        out.append(f"For {name}, {better} is better: Δ = {order}, so Δ > 0 means the variant is better.")
+    if v["noninferiority"] == "PASS":
+        out.append(f"Non-inferior: with {conf:.0%} confidence the variant loses less than {m}{u}.")
+    elif v["noninferiority"] == "FAIL":
+        out.append(f"Worse than the margin: with {conf:.0%} confidence the variant loses more than {m}{u}.")
     else:
         z = stats.norm.ppf(0.5 + conf / 2)
         out.append(
-            f"Inconclusive: the data cannot tell whether the variant is within the {m}-point margin, "
+            f"Inconclusive: the data cannot tell whether the variant is within the {margin_name}, "
             f"because the interval straddles −{m}. Eval-item sampling alone accounts for "
-            f"±{_points(z * v['item_se'])} points of it, which more seeds cannot shrink and more eval "
+            f"±{val(z * v['item_se'])}{u} of it, which more seeds cannot shrink and more eval "
             "items can; size the next run with `gradience bench plan`."
         )
     floor = v["worst_seed_floor"]
-    floor_txt = "" if floor is None else f", worst seed {_pts(v['worst_delta'])} vs floor {_pts(floor)}"
+    floor_txt = "" if floor is None else f", worst seed {sig(v['worst_delta'])} vs floor {sig(floor)}"
     rule = (
-        f"Point-estimate rule ({policy.name}): {v['validated']} seeds within {m} points, "
+        f"Point-estimate rule ({policy.name}): {v['validated']} seeds within {m}{u}, "
         f"{v['k_required']} needed{floor_txt} → {'PASS' if v['point_estimate_passed'] else 'FAIL'}."
     )
     out.append(rule)
@@ -63,7 +80,7 @@ def explain_verdict(v: dict[str, Any], policy: Policy) -> str:
         )
     if v["n_distinct_seeds"] == 1 and v["seed_sd_given"]:
         out.append(
-            f"One distinct seed: the interval adds the given seed SD of {_points(v['seed_sd_given'])} points "
+            f"One distinct seed: the interval adds the given seed SD of {val(v['seed_sd_given'])}{u} "
             "to eval-item sampling."
         )
     elif v["n_distinct_seeds"] == 1:

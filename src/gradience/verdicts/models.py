@@ -7,6 +7,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field
 
 NI = Literal["PASS", "FAIL", "INCONCLUSIVE"]
+Outcome = Literal["binary", "continuous"]
 
 
 class _Result(BaseModel):
@@ -38,11 +39,37 @@ class SeedComparison(_Result):
     noninferiority: NI
 
 
+class SeedDifference(_Result):
+    """One seed of a continuous metric: the mean paired difference on the same eval items."""
+
+    label: str | None = Field(default=None, description="The seed, as the caller names it.")
+    n_items: int
+    probe_mean: float = Field(description="the probe's mean metric, in the metric's units")
+    variant_mean: float
+    delta: float = Field(description="mean oriented difference: positive = the variant is better")
+    sd: float = Field(description="SD of the per-item oriented differences")
+    ci_low: float = Field(description="paired t interval of delta (N − 1 df)")
+    ci_high: float
+    confidence: float
+    margin: float
+    passed: bool = Field(description="point estimate: delta ≥ −margin")
+    noninferiority: NI
+
+
 class VariantVerdict(_Result):
     """A variant across seeds: the policy's point-estimate verdict and the non-inferiority verdict."""
 
     policy: str
-    margin: float
+    outcome: Outcome = Field(
+        "binary", description="binary: 0/1 per item (accuracy); continuous: a real metric"
+    )
+    metric: str | None = Field(None, description="the continuous metric's name, e.g. nll")
+    units: str | None = Field(None, description="its units, e.g. nats; None: accuracy fractions")
+    higher_is_better: bool = Field(
+        True,
+        description="Δ is oriented so that positive = variant better (probe − variant when lower is better)",
+    )
+    margin: float = Field(description="in Δ's units: accuracy fractions, or the metric's own")
     confidence: float
     worst_seed_floor: float | None
     n_seeds: int
@@ -71,13 +98,13 @@ class VariantVerdict(_Result):
     df: float | None = Field(
         description="Satterthwaite df with the seed-term cap (S−1)/w; None with one seed"
     )
-    bootstrap_ci_low: float = Field(
-        description="plain crossed (items × seeds) percentile bootstrap, for comparison"
+    bootstrap_ci_low: float | None = Field(
+        description="plain crossed (items × seeds) percentile bootstrap, for comparison (binary only)"
     )
-    bootstrap_ci_high: float
+    bootstrap_ci_high: float | None
     worst_delta: float
-    mean_discordance: float
-    per_seed: list[SeedComparison]
+    mean_discordance: float | None = Field(description="mean fraction of items that flip (binary only)")
+    per_seed: list[SeedComparison] | list[SeedDifference]
     explanation: str
 
 
@@ -102,7 +129,7 @@ class BudgetRates(_Result):
     power_known_variance: float = Field(description="the same if the seed variance were known (normal test)")
     point_rule_power: float = Field(description="P(policy point-estimate rule passes) at true Δ = 0")
     false_pass: list[DeltaRates] = Field(
-        description="P(PASS) at true Δ = −margin, −margin−0.005, −margin−0.01"
+        description="P(PASS) at true Δ = −margin, −margin−0.005, −margin−0.01 (continuous: −1, −1.2, −1.4 margins)"
     )
 
 
@@ -116,10 +143,11 @@ class SeedsRow(_Result):
 class PlanResult(_Result):
     """How many seeds and eval items a target power needs, and what a budget delivers."""
 
-    margin: float
+    margin: float = Field(description="in the metric's units: accuracy fractions unless item_sd is set")
     target_power: float
-    baseline_acc: float
-    discordance: float
+    baseline_acc: float | None = Field(description="0/1 metrics only")
+    discordance: float | None = Field(description="0/1 metrics only")
+    item_sd: float | None = Field(None, description="continuous metrics: SD of one item's paired difference")
     seed_sd: float
     item_share: float = Field(description="fraction of item noise common to all seeds (1: same items flip)")
     item_share_worst_case: bool = Field(

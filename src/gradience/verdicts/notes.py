@@ -15,22 +15,29 @@ def _p(x: float) -> str:
 
 def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: int) -> list[str]:
     """Sentences for the plan: the item-sampling floor, the recommendation, and the budget's rates."""
-    m, target, disc = r["margin"], r["target_power"], r["discordance"]
+    m, target, disc, item_sd = r["margin"], r["target_power"], r["discordance"], r.get("item_sd")
     share = r["item_share"]
     ref_items = r["given_eval_items"] or r["recommended_eval_items"] or r["min_eval_items_any_seeds"]
-    item_se = math.sqrt(disc / ref_items)
     common = "all of it" if share == 1 else f"{share:.0%} of its variance"
+    if item_sd is None:  # a 0/1 metric: accuracy points
+        loss, margin_name = f"{_p(m)} points", f"{_p(m)}-point margin"
+        noise = f"With {_p(disc)}% of eval items flipping between probe and variant"
+        se = f"{_p(math.sqrt(disc / ref_items))} points"
+        own = f"With {_p(disc)}% of eval items flipping, each seed flipping its own items"
+    else:  # a continuous metric: its own units
+        loss, margin_name = f"{m:.3g} (metric units)", f"margin of {m:.3g}"
+        noise = f"With a per-item SD of {item_sd:.3g} for the paired difference"
+        se = f"{item_sd / math.sqrt(ref_items):.3g}"
+        own = f"With a per-item SD of {item_sd:.3g}, none of it shared by the seeds"
     notes = [
-        f"With {_p(disc)}% of eval items flipping between probe and variant, Δ measured on {ref_items:,} items "
-        f"has a standard error of {_p(item_se)} points from item sampling, {common} common to every seed: "
-        "more seeds cannot lower that part; only more eval items can."
+        f"{noise}, Δ measured on {ref_items:,} items has a standard error of {se} from item sampling, "
+        f"{common} common to every seed: more seeds cannot lower that part; only more eval items can."
         if share > 0
-        else f"With {_p(disc)}% of eval items flipping, each seed flipping its own items, enough seeds can "
-        "make up for a small eval set.",
+        else f"{own}, enough seeds can make up for a small eval set.",
     ]
     if share > 0:
         notes.append(
-            f"Power {target:g} at a {_p(m)}-point margin needs at least {r['min_eval_items_any_seeds']:,} eval "
+            f"Power {target:g} at a {margin_name} needs at least {r['min_eval_items_any_seeds']:,} eval "
             "items however many seeds run."
         )
     seeds, items = r["recommended_seeds"], r["recommended_eval_items"]
@@ -66,11 +73,11 @@ def plan_notes(r: dict[str, Any], pol: Policy, min_seeds: int, max_eval_items: i
         notes.append(
             f"This budget ({ev.n_seeds} seeds × {ev.eval_items:,} items): non-inferiority power {ev.power:.2f} at "
             f"true Δ = 0 ({ev.power_known_variance:.2f} if the seed variance were known), false-PASS "
-            f"{100 * fp.noninferiority:.1f}% at a true loss of {_p(m)} points (design: {100 * nominal:.1f}%)."
+            f"{100 * fp.noninferiority:.1f}% at a true loss of {loss} (design: {100 * nominal:.1f}%)."
         )
         notes.append(
             f"The {pol.name} point-estimate rule on the same budget: power {ev.point_rule_power:.2f}, false-PASS "
-            f"{100 * fp.point_rule:.1f}% at a true loss of {_p(m)} points."
+            f"{100 * fp.point_rule:.1f}% at a true loss of {loss}."
         )
         if ev.n_seeds == 1:
             notes.append(

@@ -123,13 +123,29 @@ class Policy(BaseModel):
         the same ``n_items`` items, so Δ_s = diff/n_items and thresholds compare exactly.
         """
         diff = np.asarray(diff_counts, dtype=np.int64)
-        n_seeds = diff.shape[-1]
-        k_passed = (diff >= min_count(-self.margin, n_items)).sum(axis=-1)
-        quorum_met = k_passed >= self.required_passes(n_seeds)
-        if self.worst_seed_floor is None:
-            floor_met = np.ones_like(quorum_met)
-        else:
-            floor_met = diff.min(axis=-1) >= min_count(self.worst_seed_floor, n_items)
+        floor = (
+            None
+            if self.worst_seed_floor is None
+            else diff.min(axis=-1) >= min_count(self.worst_seed_floor, n_items)
+        )
+        return self._quorum(diff >= min_count(-self.margin, n_items), floor)
+
+    def metric_floor(self, margin: float) -> float | None:
+        """The worst-seed floor for a margin in another metric's units: the policy's floor read as a
+        multiple of its own margin (safe_uniform's −1 × margin: every seed within the margin)."""
+        return None if self.worst_seed_floor is None else self.worst_seed_floor / self.margin * margin
+
+    def point_verdict_values(self, deltas: np.ndarray, margin: float) -> dict[str, np.ndarray]:
+        """The same rule on real-valued per-seed Δ (a continuous metric, ``margin`` in its units)."""
+        d = np.asarray(deltas, dtype=np.float64)
+        floor = self.metric_floor(margin)
+        return self._quorum(d >= -margin, None if floor is None else d.min(axis=-1) >= floor)
+
+    def _quorum(self, seed_ok: np.ndarray, floor_ok: np.ndarray | None) -> dict[str, np.ndarray]:
+        """k of n seeds within the margin and the worst seed above the floor: the one quorum rule."""
+        k_passed = seed_ok.sum(axis=-1)
+        quorum_met = k_passed >= self.required_passes(seed_ok.shape[-1])
+        floor_met = np.ones_like(quorum_met) if floor_ok is None else floor_ok
         return {
             "k_passed": k_passed,
             "quorum_met": quorum_met,

@@ -11,11 +11,21 @@ from gradience.verdicts.models import MeasuredPlanInputs, PlanResult
 def render_plan(plan: PlanResult, console: Console | None = None) -> None:
     """Print the plan: assumptions, eval items needed per seed count, the budget's rates, notes."""
     out = console or Console(soft_wrap=False)
+    worst = ", worst case" if plan.item_share_worst_case else ""
+    if plan.item_sd is None:
+        scale, unit = 100.0, "points"
+        noise = (
+            f"baseline accuracy {plan.baseline_acc:g}, discordance {plan.discordance:g} (item share "
+            f"{plan.item_share:g}{worst}), seed SD {100 * plan.seed_sd:g} points"
+        )
+    else:
+        scale, unit = 1.0, "metric units"
+        noise = (
+            f"per-item SD {plan.item_sd:g} (item share {plan.item_share:g}{worst}), seed SD {plan.seed_sd:g}"
+        )
     out.print(
-        f"[bold]Plan[/bold]: non-inferiority margin {100 * plan.margin:g} points, target power {plan.target_power:g} "
-        f"at true Δ = 0, {plan.confidence:.0%} CI; baseline accuracy {plan.baseline_acc:g}, discordance "
-        f"{plan.discordance:g} (item share {plan.item_share:g}{', worst case' if plan.item_share_worst_case else ''}), seed SD {100 * plan.seed_sd:g} points; "
-        f"policy {plan.policy}."
+        f"[bold]Plan[/bold]: non-inferiority margin {scale * plan.margin:g} {unit}, target power "
+        f"{plan.target_power:g} at true Δ = 0, {plan.confidence:.0%} CI; {noise}; policy {plan.policy}."
     )
     table = Table("seeds", "eval items needed", title="Eval items for the target power (shared by all seeds)")
     for row in plan.by_seeds:
@@ -28,7 +38,7 @@ def render_plan(plan: PlanResult, console: Console | None = None) -> None:
     ev = plan.evaluated
     if ev is not None:
         rates = Table(
-            "true Δ (points)",
+            f"true Δ ({unit})",
             "P(PASS) non-inferiority",
             f"P(PASS) {plan.policy} rule",
             title=f"Budget: {ev.n_seeds} seeds × {ev.eval_items:,} eval items",
@@ -36,7 +46,11 @@ def render_plan(plan: PlanResult, console: Console | None = None) -> None:
         rates.add_row("0 (power)", f"{ev.power:.3f}", f"{ev.point_rule_power:.3f}")
         for r in ev.false_pass:
             rates.add_row(
-                f"{100 * r.delta:+.1f} (false PASS)", f"{r.noninferiority:.3f}", f"{r.point_rule:.3f}"
+                f"{scale * r.delta:+.3g} (false PASS)"
+                if plan.item_sd is not None
+                else f"{100 * r.delta:+.1f} (false PASS)",
+                f"{r.noninferiority:.3f}",
+                f"{r.point_rule:.3f}",
             )
         out.print(rates)
     for note in plan.notes:

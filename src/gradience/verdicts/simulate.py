@@ -115,3 +115,45 @@ def simulate_probit(
         z += cell.kappa * rng.standard_normal((n_draws, 1, n_seeds))
         out.append(z > -c)
     return out[0], out[1]
+
+
+def standard_skewed(rng: np.random.Generator, shape: tuple[int, ...], skew: float) -> np.ndarray:
+    """Mean 0, variance 1 and the given skewness: a standardised gamma (normal at skew 0).
+
+    Negative skew is a long left tail: a variant that now and then does much worse on an item.
+    """
+    if skew == 0:
+        return rng.standard_normal(shape)
+    k = 4.0 / skew**2
+    return np.sign(skew) * (rng.standard_gamma(k, shape) - k) / np.sqrt(k)
+
+
+def simulate_continuous(
+    rng: np.random.Generator,
+    n_draws: int,
+    n_items: int,
+    n_seeds: int,
+    *,
+    delta: float,
+    item_sd: float,
+    seed_sd: float,
+    item_share: float = 1.0,
+    skew: float = 0.0,
+    higher_is_better: bool = True,
+) -> tuple[np.ndarray, np.ndarray]:
+    """(probe, variant) per-item values, each float of shape (n_draws, n_items, n_seeds).
+
+    The oriented difference (positive = variant better) is
+    d[i, s] = delta + b_s + item_sd·(√share·A_i + √(1−share)·E_is): A_i shared by every seed,
+    E_is each seed's own, both standardised with skewness ``skew``; b_s ~ N(0, seed_sd²).
+    So a seed's mean difference has SD ≈ √(seed_sd² + item_sd²/N) and the true Δ is ``delta``.
+    The probe's values are NLL-like (a log-normal item difficulty plus a little seed noise);
+    they do not enter Δ.
+    """
+    item, cell = (n_draws, n_items, 1), (n_draws, n_items, n_seeds)
+    noise = np.sqrt(item_share) * standard_skewed(rng, item, skew)
+    if item_share < 1:
+        noise = noise + np.sqrt(1 - item_share) * standard_skewed(rng, cell, skew)
+    d = delta + rng.normal(0.0, seed_sd, (n_draws, 1, n_seeds)) + item_sd * noise
+    probe = rng.lognormal(0.0, 0.5, item) + rng.normal(0.0, 0.05, cell)
+    return probe, (probe + d if higher_is_better else probe - d)
