@@ -162,7 +162,12 @@ class LoraSettings(_Strict):
 
 class CompressionConfig(_Strict):
     allowed_ranks: list[int] = Field(default_factory=lambda: [1, 2, 4, 8, 16, 32, 64], min_length=1)
-    acc_tolerance: float | None = Field(None, ge=0, lt=1, description="Overrides the policy's margin.")
+    acc_tolerance: float | None = Field(
+        None,
+        ge=0,
+        lt=1,
+        description="The margin, in the metric's units (rates: a fraction; NLL: nats); overrides the policy's.",
+    )
     seed_sd: float | None = Field(
         None, ge=0, lt=1, description="Seed-to-seed SD of Δ from an earlier bench: lets one seed be judged."
     )
@@ -220,6 +225,11 @@ class BenchConfig(_Strict):
 
     @model_validator(mode="after")
     def _probe_rank_allowed(self) -> BenchConfig:
+        if self.task.metric_name == "nll" and self.compression.acc_tolerance is None:
+            raise ValueError(
+                "task.metric 'nll' needs compression.acc_tolerance: the margin in nats (e.g. 0.02); "
+                "a policy's margin is in accuracy points"
+            )
         if self.task.metric_name != "nll" and self.compression.probe_gate > 1:
             raise ValueError(f"'compression.probe_gate' {self.compression.probe_gate} is a rate: at most 1")
         if self.lora.probe_r not in self.compression.allowed_ranks:

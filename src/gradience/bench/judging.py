@@ -19,7 +19,7 @@ from gradience.bench.report import CI, Verdict
 
 @dataclass
 class SeedJudgement:
-    mcnemar_p: float
+    mcnemar_p: float | None  # binary metrics only
     ci: CI
 
 
@@ -85,7 +85,7 @@ def correctness(eval_json: Path, ev: dict[str, Any] | None = None) -> tuple[list
 
 def judge_all(run: Any) -> dict[str, Judgement]:
     """One judgement per variant that was evaluated on at least one seed."""
-    from gradience.verdicts import judge_variant, load_policy
+    from gradience.verdicts import load_policy
 
     cfg = run.cfg
     policy = load_policy(cfg.compression.policy)
@@ -120,27 +120,47 @@ def judge_all(run: Any) -> dict[str, Judgement]:
                 bad.append(o.seed)
         if not any_trained:
             continue
-        vv = judge_variant(pairs, policy, margin=cfg.compression.acc_tolerance, labels=labels, seed=0,
-                           seed_sd=cfg.compression.seed_sd)  # fmt: skip
+        vv = _judge(pairs, policy, cfg, run.data.task.metric, labels)
         if bad:
             out[variant] = unstable_judgement(vv, bad, smoke=bool(getattr(run.opts, "smoke", False)))
             continue
+        binary, hib = run.data.task.metric.binary, run.data.task.metric.higher_is_better
         out[variant] = Judgement(
             verdict=Verdict(
                 policy=vv.policy, margin=vv.margin, point="PASS" if vv.passed else "FAIL",
                 non_inferiority=vv.noninferiority, passed_seeds=vv.k_passed, n_seeds=vv.n_seeds,
-                required_seeds=vv.k_required, worst_delta=vv.worst_delta, statement=vv.explanation,
+                required_seeds=vv.k_required, worst_delta=vv.worst_delta if hib else -vv.worst_delta, statement=vv.explanation,
             ),
-            ci=CI(low=vv.ci_low, high=vv.ci_high, level=vv.confidence, method="items × seeds (crossed)"),
+            ci=CI(**_raw(vv.ci_low, vv.ci_high, hib), level=vv.confidence, method="items × seeds (crossed)"),
             per_seed={
-                int(s.label): SeedJudgement(s.mcnemar_p, CI(low=s.ci_low, high=s.ci_high, level=s.confidence,
-                                                            method="Newcombe score (paired)"))
+                int(s.label): SeedJudgement(getattr(s, "mcnemar_p", None),
+                                            CI(**_raw(s.ci_low, s.ci_high, hib), level=s.confidence,
+                                               method="Newcombe score (paired)" if binary else "paired t"))
                 for s in vv.per_seed
             },
             raw=vv.to_json(),
             noninferiority_p=vv.noninferiority_p,
         )  # fmt: skip
     return out
+
+
+def _judge(pairs: list[Any], policy: Any, cfg: Any, metric: Any, labels: list[int]) -> Any:
+    """The verdicts package's judgement for the task's metric: rates by the binary path, real-valued
+    outcomes (NLL) by the continuous one with the margin in the metric's units."""
+    from gradience.verdicts import judge_continuous, judge_variant
+
+    comp = cfg.compression
+    if metric.binary:
+        return judge_variant(
+            pairs, policy, margin=comp.acc_tolerance, labels=labels, seed=0, seed_sd=comp.seed_sd
+        )
+    return judge_continuous(pairs, policy, margin=comp.acc_tolerance, higher_is_better=metric.higher_is_better,
+                            metric=metric.title, units=metric.unit, labels=labels, seed_sd=comp.seed_sd)  # fmt: skip
+
+
+def _raw(low: float, high: float, higher_is_better: bool) -> dict[str, float]:
+    """The verdicts orient Δ so that positive is better; reports show variant − probe as measured."""
+    return {"low": low, "high": high} if higher_is_better else {"low": -high, "high": -low}
 
 
 def _seed_runs(seed_dir: Path, left_out: list[str]) -> dict[str, Any]:

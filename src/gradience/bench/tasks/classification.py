@@ -116,7 +116,10 @@ class ClassificationTask(Task):
         return out
 
     def load_model(self, model_path: str, data: TaskData, device: Any) -> Any:
-        return load_auto_model(self.auto_model, model_path, device, num_labels=data.num_labels)
+        # a checkpoint with another head size (a 2-class model, a 3-class task) gets a fresh head
+        return load_auto_model(
+            self.auto_model, model_path, device, num_labels=data.num_labels, ignore_mismatched_sizes=True
+        )
 
     def evaluate(self, model: Any, split: Split, batch_size: int, pad_token_id: int, device: Any,
                  label: str) -> SplitEval:  # fmt: skip

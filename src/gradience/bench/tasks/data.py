@@ -58,6 +58,8 @@ def read_file(path: Path) -> Any:
         )
     if not path.is_file():
         raise BenchInputError(f"data file {path} does not exist (relative paths are read from {Path.cwd()})")
+    if reader != "parquet" and _data_lines(path, 2 if reader == "csv" else 1) == 0:
+        raise BenchInputError(f"{path} has no rows" + (" below its header" if reader == "csv" else ""))
     kwargs: dict[str, Any] = {"delimiter": "\t", "quoting": 3} if path.suffix.lower() == ".tsv" else {}
     with _quiet_datasets() as datasets:
         try:
@@ -72,6 +74,17 @@ def read_file(path: Path) -> Any:
     if len(ds) == 0:
         raise BenchInputError(f"{path} has no rows")
     return ds
+
+
+def _data_lines(path: Path, need: int) -> int:
+    """0 when the text file has fewer than ``need`` non-blank lines (header included for CSV)."""
+    seen = 0
+    with path.open("rb") as f:
+        for line in f:
+            seen += bool(line.strip())
+            if seen >= need:
+                return seen
+    return 0
 
 
 def _in_folder(folder: Path, stems: tuple[str, ...]) -> Path | None:
