@@ -313,31 +313,33 @@ def apply_overrides(
     seeds: list[int] | None = None,
     device: str | None = None,
     data_dir: str | None = None,
+    data: str | None = None,
     executor: str | None = None,
     ray_address: str | None = None,
     workers: int | None = None,
 ) -> BenchConfig:
     """The effective config: command-line flags and smoke budgets folded in, re-validated."""
-    data = cfg.model_dump()
+    out = cfg.model_dump()
     if smoke:
         rt = cfg.runtime
-        data["train"].update(
+        out["train"].update(
             max_steps=rt.smoke_max_steps,
             train_samples=rt.smoke_train_samples,
             eval_samples=rt.smoke_eval_samples,
         )
     if seeds:
-        data["compression"]["seeds"] = seeds
+        out["compression"]["seeds"] = seeds
     for section, key, value in [
         ("runtime", "device", device),
         ("task", "data_dir", data_dir),
+        ("task", "data", data),
         ("runtime", "executor", executor),
         ("runtime", "ray_address", ray_address),
         ("runtime", "workers", workers),
     ]:
         if value is not None:
-            data[section][key] = value
-    task = data["task"]  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
+            out[section][key] = value
+    task = out["task"]  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
     if task.get("data_dir"):
         task["data_dir"] = os.path.abspath(task["data_dir"])
     if task.get("data") and os.path.exists(task["data"]):
@@ -345,7 +347,7 @@ def apply_overrides(
     task["splits"] = {
         k: os.path.abspath(v) if os.path.isfile(v) else v for k, v in (task.get("splits") or {}).items()
     }
-    return parse_config(data, "(after command-line overrides)")
+    return parse_config(out, "(after command-line overrides)")
 
 
 def parse_seeds(text: str | None) -> list[int] | None:

@@ -32,6 +32,9 @@ def bench(
     data_dir: str | None = typer.Option(
         None, "--data-dir", help="Folder with GLUE-format train.tsv/dev.tsv."
     ),
+    data: str | None = typer.Option(
+        None, "--data", help="A data file (.csv .tsv .jsonl .json .parquet), folder or hub id (task.data)."
+    ),
     resume: bool = typer.Option(False, "--resume", help="Skip runs already finished in --output."),
     executor: str | None = typer.Option(None, "--executor", help="local (default) | ray."),
     ray_address: str | None = typer.Option(
@@ -56,7 +59,7 @@ def bench(
             missing = "--config" if config is None else "--output"
             raise BenchInputError(f"{missing} is required (built-in configs: {', '.join(builtin_configs())})")
         outcome = run_bench(
-            config, output, smoke=smoke, ci=ci, device=device, seeds=seeds, data_dir=data_dir, resume=resume,
+            config, output, smoke=smoke, ci=ci, device=device, seeds=seeds, data_dir=data_dir, data=data, resume=resume,
             executor=executor, ray_address=ray_address, workers=workers, verbose=verbose,
         )  # fmt: skip
         if as_json:

@@ -118,7 +118,8 @@ def exit_code(rep: BenchReport, opts: RunOptions, files: list[Path]) -> int:
 
 def run_bench(
     config: str, output: Path, *, smoke: bool = False, ci: bool = False, device: str | None = None,
-    seeds: str | None = None, data_dir: str | None = None, resume: bool = False, executor: str | None = None,
+    seeds: str | None = None, data_dir: str | None = None, data: str | None = None, resume: bool = False,
+    executor: str | None = None,
     ray_address: str | None = None, workers: int | None = None, verbose: bool = False, log: Any = None,
 ) -> BenchOutcome:  # fmt: skip
     """The bench end to end: config → protocol → verdicts → reports → exit code."""
@@ -130,12 +131,14 @@ def run_bench(
     log = log or _stderr_log()
     t0 = time.perf_counter()
     cfg = apply_overrides(load_config(config), smoke=smoke, seeds=parse_seeds(seeds), device=device,
-                          data_dir=data_dir, executor=executor, ray_address=ray_address, workers=workers)  # fmt: skip
+                          data_dir=data_dir, data=data, executor=executor, ray_address=ray_address,
+                          workers=workers)  # fmt: skip
     from gradience.verdicts import load_policy
 
     load_policy(cfg.compression.policy)  # a bad policy name fails before any training
     opts = RunOptions(smoke=smoke, ci=ci, resume=resume, verbose=verbose)
-    inputs = [Path(cfg.task.data_dir)] if cfg.task.data_dir else []
+    t = cfg.task  # the output folder must never be (or hold) the data it reads
+    inputs = [Path(x) for x in (t.data_dir, t.data, *t.splits.values()) if x and Path(x).exists()]
     created = prepare_output(output, inputs, log)
     try:
         run = run_protocol(cfg, output, opts, log=log)
