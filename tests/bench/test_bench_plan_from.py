@@ -129,3 +129,26 @@ def test_plan_from_a_folder_that_is_no_bench_is_one_line_exit_2(tmp_path: Path) 
     )
     res = CliRunner().invoke(app, ["bench", "plan"])
     assert res.exit_code == 2 and "--baseline-acc" in res.output
+
+
+def test_plan_for_a_real_valued_metric_takes_item_sd() -> None:
+    import json as _json
+
+    from typer.testing import CliRunner
+
+    from gradience.cli import app
+    from gradience.verdicts import plan
+
+    res = CliRunner().invoke(
+        app, ["bench", "plan", "--margin", "0.02", "--item-sd", "0.3", "--seed-sd", "0.01", "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    got = _json.loads(res.stdout)
+    want = plan(0.02, 0.8, None, seed_sd=0.01, item_sd=0.3).to_json()
+    assert (got["recommended_seeds"], got["recommended_eval_items"]) == (
+        want["recommended_seeds"],
+        want["recommended_eval_items"],
+    )
+    assert got["item_sd"] == 0.3 and got["baseline_acc"] is None
+    bad = CliRunner().invoke(app, ["bench", "plan", "--margin", "0.02", "--item-sd", "0.3"])
+    assert bad.exit_code == 2 and "--seed-sd" in bad.stderr and bad.stderr.count("\n") == 1

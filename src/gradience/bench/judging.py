@@ -195,6 +195,11 @@ def paired_results(out_dir: Path) -> tuple[dict[str, list[tuple[np.ndarray, np.n
                 continue
             probe_run = seed_dir / probes[0] / "eval.json"
             probe_ev = _eval_split(probe_run)  # read once: correctness and the labels
+            if probe_ev.get("metric", "accuracy") == "nll":
+                raise BenchInputError(
+                    f"{out_dir} judged a real-valued metric (nll): --from estimates rates only; "
+                    "pass --item-sd, --seed-sd and --margin in nats instead"
+                )
             rows, probe_ok = correctness(probe_run, probe_ev)
             split, task = _collapse_rule(probe_ev)
             if collapsed(runs[probes[0]], split, task):

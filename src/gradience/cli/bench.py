@@ -86,6 +86,12 @@ def bench_plan(
     seed_sd: float | None = typer.Option(
         None, "--seed-sd", help="Seed-to-seed SD of Δ (accuracy units) [default: 0.008]."
     ),
+    item_sd: float | None = typer.Option(
+        None,
+        "--item-sd",
+        help="Real-valued metrics (NLL): SD of the per-item paired difference, in its units; "
+        "needs --margin and --seed-sd in the same units (no --baseline-acc).",
+    ),
     item_share: float | None = typer.Option(
         None, "--item-share", help="Item noise common to all seeds (1: same items flip); default: worst case."
     ),
@@ -123,19 +129,24 @@ def bench_plan(
             measured = estimate_from_bench(from_dir)
             given.update(measured.estimate.model_dump(exclude={"variants"}))
         acc = baseline_acc if baseline_acc is not None else given.get("baseline_acc")
-        if acc is None:
-            raise PolicyError("bench plan needs --baseline-acc, or --from a finished bench folder")
+        if acc is None and item_sd is None:
+            raise PolicyError(
+                "bench plan needs --baseline-acc (or --item-sd for a real-valued metric), or --from a finished bench folder"
+            )
+        if item_sd is not None and seed_sd is None:
+            raise PolicyError("--item-sd needs --seed-sd in the same units (the seed-to-seed SD of Δ)")
         result = plan(
             margin if margin is not None else given.get("margin"),
             power,
             acc,
             discordance if discordance is not None else given.get("discordance", 0.10),
-            seed_sd if seed_sd is not None else given.get("seed_sd", 0.008),
+            seed_sd if seed_sd is not None else given.get("seed_sd", None if item_sd is not None else 0.008),
             eval_items if eval_items is not None else given.get("eval_items"),
             seeds if seeds is not None else given.get("n_seeds"),
             confidence,
             policy=policy if policy is not None else given.get("policy"),
             item_share=item_share if item_share is not None else given.get("item_share"),
+            item_sd=item_sd,
         )
         if as_json:
             _print_json(result.to_json() | ({"estimated_from": measured.to_json()} if measured else {}))
