@@ -217,24 +217,27 @@ def _produce(
         )  # fmt: skip
         model.save_pretrained(str(adapter))
     else:
-        from peft import PeftModel
-
         _truncate(run_dir.parent / str(spec.source) / "adapter", adapter, spec)
-        model = PeftModel.from_pretrained(base, str(adapter)).to(device)
+        model = None
     expected = spec.rank_pattern or {}
     ranks = T.verify_ranks(adapter, expected, spec.r)
-    evals = {"eval": T.evaluate(model, task, data.eval, tr.per_device_eval_batch_size, data.pad_token_id, device,
-                                f"{spec.name} eval {data.eval.name}")}  # fmt: skip
+    splits = {"eval": (data.eval, f"{spec.name} eval {data.eval.name}")}
     if data.beside is not None:
-        evals["beside"] = T.evaluate(
-            model,
-            task,
-            data.beside,
-            tr.per_device_eval_batch_size,
-            data.pad_token_id,
-            device,
-            f"{spec.name} eval validation",
-        )
+        splits["beside"] = (data.beside, f"{spec.name} eval validation")
+    evals = {}
+    for key, (split, label) in splits.items():
+        if model is None:  # certify's truncate-and-judge: the probe's merged truncation swapped into the base
+            from gradience.bench.certify import evaluate_truncations
+
+            evals[key] = evaluate_truncations(
+                base, run_dir.parent / str(spec.source) / "adapter", {spec.name: _plan(spec)}, task=task,
+                split=split, batch_size=tr.per_device_eval_batch_size, pad_token_id=data.pad_token_id,
+                device=device, label=label,
+            )[spec.name]  # fmt: skip
+        else:
+            evals[key] = T.evaluate(
+                model, task, split, tr.per_device_eval_batch_size, data.pad_token_id, device, label
+            )
     report = audit_adapter(
         adapter,
         allowed_ranks=cfg.compression.allowed_ranks,
@@ -246,14 +249,21 @@ def _produce(
     return evals, stats, s.total_lora_params, s.total_trainable_params, ranks
 
 
-def _truncate(src: Path, dst: Path, spec: RunSpec) -> None:
-    """SVD-truncate the probe (no retraining); compress keeps the scale and the classifier head."""
-    from gradience.compress import CompressionPlan, compress_adapter
+def _plan(spec: RunSpec) -> Any:
+    from gradience.compress import CompressionPlan
 
-    plan = (
+    return (
         CompressionPlan(rank_pattern=spec.rank_pattern) if spec.rank_pattern else CompressionPlan(rank=spec.r)
     )
-    compress_adapter(src, dst, plan)
+
+
+def _truncate(src: Path, dst: Path, spec: RunSpec) -> None:
+    """SVD-truncate the probe (no retraining); compress keeps the scale and the classifier head. The
+    folder is what the run's audit reads and what users keep; the evaluation swaps the same truncation
+    into the base model (``certify.evaluate_truncations``) instead of loading it as a PEFT model."""
+    from gradience.compress import compress_adapter
+
+    compress_adapter(src, dst, _plan(spec))
 
 
 def _now() -> str:
