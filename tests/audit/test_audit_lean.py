@@ -18,7 +18,7 @@ from safetensors.torch import load_file, save_file
 
 from gradience.audit import audit_adapter
 from gradience.audit.metrics import percentile
-from gradience.audit.store import bf16_to_f32, f32_to_bf16
+from gradience.audit.store import bf16_to_f32, cast_into, f32_to_bf16
 from tiny_models import make_adapter
 
 SRC = str(Path(__file__).resolve().parents[2] / "src")
@@ -71,6 +71,19 @@ def test_bf16_adapter_audit_equals_its_float32_copy(adapter, tmp_path):
     a, b = audit_adapter(tmp_path / "bf16"), audit_adapter(tmp_path / "f32")
     for la, lb in zip(a.layers, b.layers, strict=True):
         np.testing.assert_array_equal(la.sigma, lb.sigma)
+
+
+@pytest.mark.parametrize("subnormal", [False, True])
+def test_float16_widening_is_exact_on_both_paths(subnormal):
+    """numpy's cast for mostly normal values, the table look-up for subnormal-heavy arrays:
+    both give every float16 bit pattern's exact value (inf, NaN and -0 included)."""
+    every = np.arange(1 << 16, dtype=np.uint16).view(np.float16)
+    tiny = np.arange(1, 1024, dtype=np.uint16).view(np.float16)  # the positive subnormals
+    x = np.concatenate([every, np.tile(tiny, 64 if subnormal else 0)])
+    out = np.empty(x.shape)
+    cast_into(out, x)
+    ref = x.astype(np.float64)
+    np.testing.assert_array_equal(out.view(np.uint64), ref.view(np.uint64))
 
 
 def _float32_cases(rng: np.random.Generator) -> np.ndarray:

@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from gradience.audit.store import cast_into
+
 
 @lru_cache(maxsize=1)
 def _controller() -> Any:  # building it scans loaded libraries: do it once
@@ -80,8 +82,8 @@ class Workspace:
         na, nb = a.size, b.size
         buf = self.take("f64", na + nb, np.float64)
         a64, b64 = buf[:na].reshape(a.shape), buf[na:].reshape(b.shape)
-        np.copyto(a64, a, casting="unsafe")
-        np.copyto(b64, b, casting="unsafe")
+        cast_into(a64, a)
+        cast_into(b64, b)
         return a64, b64
 
 

@@ -50,6 +50,28 @@ def f32_to_bf16(x: np.ndarray) -> np.ndarray:
     return rounded.astype(np.uint16)
 
 
+_F16_TABLE: list[np.ndarray] = []  # every float16 bit pattern's float64 value (512 KB), built once
+SUBNORMAL_SHARE = 0.05  # above it a table look-up beats numpy's cast (measured: 3.5 vs 12 ns/value)
+
+
+def cast_into(out: np.ndarray, x: np.ndarray) -> None:
+    """out[...] = x (float64 out). numpy converts float16 one value at a time and takes a slow
+    path for each subnormal (|x| < 6.1e-5, common in a trained lora_B: 43% of the benchmark
+    adapter's B): ~4× slower than on normal values. A float16 array with many subnormals
+    (judged on a sample) is converted by looking every bit pattern up in a table instead:
+    exact, and the same speed whatever the values."""
+    if x.dtype == np.float16 and x.size >= 4096 and x.flags.c_contiguous and out.flags.c_contiguous:
+        bits = x.view(np.uint16).reshape(-1)
+        sample = bits[::61]  # a prime stride: it cycles through the columns of any power-of-2 width
+        subnormal = np.count_nonzero(((sample & 0x7C00) == 0) & ((sample & 0x03FF) != 0))
+        if subnormal > SUBNORMAL_SHARE * sample.size:
+            if not _F16_TABLE:
+                _F16_TABLE.append(np.arange(1 << 16, dtype=np.uint16).view(np.float16).astype(np.float64))
+            np.take(_F16_TABLE[0], bits, out=out.reshape(-1), mode="wrap")
+            return
+    np.copyto(out, x, casting="unsafe")
+
+
 def decode(stored: np.ndarray, code: str) -> np.ndarray:
     """A stored array as numbers: bf16 widened to float32, every other dtype as is."""
     return bf16_to_f32(stored) if code == "BF16" else stored
