@@ -10,8 +10,10 @@ drift hits both; wall time, CPU time (user + system, all threads) and peak RSS (
 medians over repeats. Pairs: `audit --json` vs upstream's `audit --json`; `compress --rank 32
 --json` vs upstream's `truncate --rank 32 --dtype fp16 --json` (the input's dtype); `--help`.
 
-Ours runs from this checkout's `src/` (PYTHONPATH set to it); upstream runs with PYTHONPATH
-removed, so neither can pick up the other's package. Also written: `python -X importtime`
+Ours runs from this checkout's `src/` (PYTHONPATH set to it), byte-compiled first as a wheel
+install is (with PYTHONDONTWRITEBYTECODE set, as on our CI image, every run would otherwise
+recompile our modules: ~50 ms that upstream's installed package does not pay); upstream runs
+with PYTHONPATH removed, so neither can pick up the other's package. Also written: `python -X importtime`
 of `audit --json` per top-level package (ours, upstream, and an older checkout given with
 --before-src), and a profile of `compress --rank 32` on one worker thread (so every call is
 attributed; the real command runs layers on several threads). If upstream cannot be run, the
@@ -150,6 +152,9 @@ def main() -> int:
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", type=int, default=32)
     args = ap.parse_args()
+    import compileall
+
+    compileall.compile_dir(str(SRC), quiet=1)
     up, version, note = None, "", ""
     if args.upstream:
         up_python = Path(args.upstream).with_name("python")
