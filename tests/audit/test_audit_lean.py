@@ -116,11 +116,3 @@ def test_bf16_codecs_match_torch_bit_for_bit():
 )
 def test_percentile_is_numpys(values, q):
     assert percentile(values, q) == float(np.percentile(np.asarray(values), q))
-
-
-def test_version_read_without_importlib_metadata_matches_it():
-    import importlib.metadata
-
-    import gradience
-
-    assert gradience._dist_info_version() in (None, importlib.metadata.version("gradience"))
