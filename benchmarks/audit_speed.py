@@ -71,7 +71,7 @@ def dense_per_layer(path: Path, n: int) -> float:
     picks = [la for la in adapter.layers if la.name.endswith(("q_proj", "down_proj"))][:n]
     times = []
     for la in picks:
-        a, b = (t.to(torch.float32) for t in adapter.factors(la))
+        a, b = (torch.from_numpy(t.astype("float32")) for t in adapter.factors(la))
         t0 = time.perf_counter()
         torch.linalg.svdvals(b @ a)
         times.append(time.perf_counter() - t0)

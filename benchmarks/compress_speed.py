@@ -83,6 +83,7 @@ def dense_truncation(a: torch.Tensor, b: torch.Tensor, k: int) -> tuple[torch.Te
 def factored_layer(a: torch.Tensor, b: torch.Tensor, k: int, scale: float) -> None:
     """All our per-layer compute for one layer, I/O excluded: both float64 casts, the r×r Gram
     cores, the spectrum (pass 1) and the rank-k factors from the cores (pass 2)."""
+    a, b = a.numpy(), b.numpy()  # our path is numpy (the CLI imports no torch)
     cores = gram_cores(a, b)
     abs(scale) * spectrum_from_grams(cores.ga, cores.gb)
     truncate_factors(a, b, k, (cores.ga, cores.gb))
@@ -94,7 +95,7 @@ def sampled_layers(path: Path, ranks: dict[str, int], n: int) -> list[dict[str, 
     picks = [la for la in adapter.layers if la.name.endswith(("q_proj", "down_proj"))][:n]
     rows = []
     for la in picks:
-        a, b = adapter.factors(la)
+        a, b = (torch.from_numpy(t.copy()) for t in adapter.factors(la))  # numpy views → tensors
         k = ranks[la.name]
         dense = clock(lambda a=a, b=b, k=k: dense_truncation(a, b, k))
         ours = median_clock(lambda a=a, b=b, k=k, s=la.scale: factored_layer(a, b, k, s), 5)

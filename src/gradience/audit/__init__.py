@@ -8,7 +8,12 @@ Public API:
     lora_spectrum(A, B, scale=1.0) -> σ of scale·B·A;  factored_svd(A, B) -> (U, S, V)
     snap_rank(value, allowed, cap) -> int   (the one snapping rule)
     module_type(name) -> "attn" | "mlp" | "other"   (the one classifier)
+
+`render_audit` (rich) and `audit_model` are imported on first use: the audit command's JSON
+path needs neither.
 """
+
+from typing import Any
 
 from gradience.audit.classify import module_type
 from gradience.audit.config import (
@@ -21,9 +26,7 @@ from gradience.audit.config import (
 from gradience.audit.core import audit_adapter, audit_layer
 from gradience.audit.errors import AdapterError
 from gradience.audit.io import Adapter, LayerSpec, open_adapter, split_key, strip_prefix
-from gradience.audit.live import audit_model
 from gradience.audit.metrics import energy_rank, percentile
-from gradience.audit.render import render_audit
 from gradience.audit.report import AuditReport, LayerAudit, RankSuggestion
 from gradience.audit.spectra import factored_svd, lora_spectrum
 from gradience.audit.suggest import (
@@ -64,3 +67,15 @@ __all__ = [
     "split_key",
     "strip_prefix",
 ]
+
+_LAZY = {"render_audit": "gradience.audit.render", "audit_model": "gradience.audit.live"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'gradience.audit' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value

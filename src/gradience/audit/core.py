@@ -7,7 +7,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from gradience.audit import metrics as M
 from gradience.audit.classify import module_type
@@ -40,9 +39,9 @@ def _version() -> str:
 
 def audit_layer(
     spec: LayerSpec,
-    a: torch.Tensor,
-    b: torch.Tensor,
-    magnitude: torch.Tensor | None = None,
+    a: np.ndarray,
+    b: np.ndarray,
+    magnitude: np.ndarray | None = None,
     top_k: int = 0,
     ws: Workspace | None = None,
 ) -> tuple[LayerAudit, list[AuditIssue]]:
@@ -79,9 +78,9 @@ def audit_layer(
         )
     dora = None
     if magnitude is not None:
-        m = magnitude.detach().to(torch.float64)
+        m = np.asarray(magnitude, dtype=np.float64)
         dora = {
-            "norm": float(m.norm()),
+            "norm": float(np.linalg.norm(m)),
             "mean": float(m.mean()),
             "min": float(m.min()),
             "max": float(m.max()),
@@ -243,20 +242,23 @@ def audit_adapter(
     """Audit an adapter folder, one layer in memory at a time."""
     adapter = open_adapter(peft_dir, adapter_config, weights)
 
-    def stream() -> Iterable[tuple[LayerAudit, list[AuditIssue]]]:
-        items = adapter.iter_factors(reuse_buffers=True)
-        ws = Workspace()
-        if progress:
-            from rich.console import Console
-            from rich.progress import track
+    def one(
+        spec: LayerSpec, a: np.ndarray, b: np.ndarray, ws: Workspace
+    ) -> tuple[LayerAudit, list[AuditIssue]]:
+        mag = adapter.tensor(spec.magnitude_key) if spec.magnitude_key else None
+        return audit_layer(spec, a, b, mag, top_singular_values, ws)
 
-            items = track(
-                items, total=len(adapter.layers), description="auditing", console=Console(stderr=True)
-            )
-        with one_blas_thread():  # once for the pass, not once per layer
-            for spec, a, b in items:
-                mag = adapter.tensor(spec.magnitude_key) if spec.magnitude_key else None
-                yield audit_layer(spec, a, b, mag, top_singular_values, ws)
+    def stream() -> Iterable[tuple[LayerAudit, list[AuditIssue]]]:
+        with one_blas_thread():  # once for the pass; the layers run on several threads instead
+            items: Iterable[tuple[LayerAudit, list[AuditIssue]]] = adapter.map_layers(one)
+            if progress:
+                from rich.console import Console
+                from rich.progress import track
+
+                items = track(
+                    items, total=len(adapter.layers), description="auditing", console=Console(stderr=True)
+                )
+            yield from items
 
     cfg = adapter.config
     info = {

@@ -1,25 +1,25 @@
 """Adapter I/O: pair every lora_A with its lora_B and stream the tensors one layer at a time.
 
-Memory stays flat in the adapter's size: safetensors are memory-mapped and each pair is read
-only when its layer is audited. `.bin` files are read with `torch.load(weights_only=True)`,
-which refuses any pickle that would run code.
+Memory stays flat in the adapter's size: each pair is read only when its layer is audited
+(`store.TensorStore`: numpy, positioned reads; torch only for `.bin` files, weights-only).
 """
 
 from __future__ import annotations
 
-import json
-import math
-import os
-import pickle
-import struct
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
-import torch
+import numpy as np
 
 from gradience.audit.config import AdapterConfig, load_adapter_config
 from gradience.audit.errors import AdapterError
+from gradience.audit.parallel import ordered_map
+from gradience.audit.spectra import Workspace
+from gradience.audit.store import TensorStore, bf16_to_f32, decode
+
+R = TypeVar("R")
 
 PREFIX = "base_model.model."
 _FACTOR_TAGS = ("lora_A", "lora_B", "lora_embedding_A", "lora_embedding_B", "lora_magnitude_vector")
@@ -69,131 +69,6 @@ def _find_weights(peft_dir: Path) -> Path:
     raise AdapterError(f"no adapter_model.safetensors or adapter_model.bin in {peft_dir}")
 
 
-_ST_DTYPES = {
-    "F64": torch.float64, "F32": torch.float32, "F16": torch.float16, "BF16": torch.bfloat16,
-    "I64": torch.int64, "I32": torch.int32, "I16": torch.int16, "I8": torch.int8, "U8": torch.uint8,
-    "BOOL": torch.bool,
-}  # fmt: skip
-
-
-class _Store:
-    """Uniform read access to a safetensors file or a weights-only torch file.
-
-    safetensors: the library validates the file once (header, offsets, coverage); tensors are
-    then read with positioned reads into fresh buffers. Unlike reading through a memory map,
-    pages read for one layer do not stay resident, so memory stays flat in the adapter's size.
-    """
-
-    def __init__(self, path: Path):
-        self.path = path
-        if not path.is_file():
-            raise AdapterError(f"missing weights file: {path}")
-        if path.stat().st_size == 0:
-            raise AdapterError(f"empty weights file: {path}")
-        _refuse_holes(path)
-        self._sd: dict[str, torch.Tensor] | None = None
-        self._meta: dict[str, tuple[torch.dtype, tuple[int, ...], int, int]] = {}
-        self._scratch = torch.empty(0, dtype=torch.uint8)
-        if path.suffix == ".safetensors":
-            self._index_safetensors()
-        else:
-            self._load_pickle_free()
-
-    def _index_safetensors(self) -> None:
-        from safetensors import safe_open
-
-        try:
-            with safe_open(str(self.path), framework="pt", device="cpu") as st:
-                self._keys = list(st.keys())
-            with open(self.path, "rb") as fh:
-                (n,) = struct.unpack("<Q", fh.read(8))
-                header = json.loads(fh.read(n))
-        except Exception as exc:  # SafetensorError has no stable import path
-            raise AdapterError(f"corrupt or truncated safetensors file {self.path}: {exc}") from None
-        for key in self._keys:
-            info = header[key]
-            if info["dtype"] not in _ST_DTYPES:
-                raise AdapterError(f"tensor {key!r} in {self.path} has unsupported dtype {info['dtype']}")
-            begin, end = info["data_offsets"]
-            self._meta[key] = (_ST_DTYPES[info["dtype"]], tuple(info["shape"]), 8 + n + begin, end - begin)
-
-    def _load_pickle_free(self) -> None:
-        try:
-            # Read whole, not mmap-ed: only a full read checks every record (a corrupt record that
-            # the audit never touches, e.g. the head, would otherwise pass unnoticed).
-            sd = torch.load(str(self.path), map_location="cpu", weights_only=True)
-        except (pickle.UnpicklingError, RuntimeError, EOFError, ValueError, AttributeError) as exc:
-            msg = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            raise AdapterError(
-                f"refused to load {self.path}: not a plain tensor file readable with weights_only=True ({msg})"
-            ) from None
-        if not isinstance(sd, dict) or not all(
-            isinstance(k, str) and isinstance(v, torch.Tensor) for k, v in sd.items()
-        ):
-            raise AdapterError(f"{self.path} does not hold a dict of named tensors")
-        odd = next((k for k, v in sd.items() if v.dtype not in _ST_DTYPES.values()), None)
-        if odd is not None:
-            raise AdapterError(f"tensor {odd!r} in {self.path} has unsupported dtype {sd[odd].dtype}")
-        self._sd = sd
-        self._keys = list(sd)
-
-    def keys(self) -> list[str]:
-        return self._keys
-
-    def shape(self, key: str) -> tuple[int, ...]:
-        if self._sd is not None:
-            return tuple(self._sd[key].shape)
-        return self._meta[key][1]
-
-    def numel(self, key: str) -> int:
-        return math.prod(self.shape(key))
-
-    def get_many(self, keys: list[str], scratch: bool = False) -> list[torch.Tensor]:
-        """Fresh tensors; with scratch=True, views into one reusable buffer (valid until the next
-        call) — a streaming pass then allocates nothing per layer, so the heap cannot fragment."""
-        if self._sd is not None:
-            return [self._sd[k] for k in keys]
-        out = []
-        if scratch:
-            spans = [(self._meta[k][3] + 7) // 8 * 8 for k in keys]  # 8-byte aligned slots
-            if self._scratch.numel() < sum(spans):
-                self._scratch = torch.empty(sum(spans), dtype=torch.uint8)
-            starts = [sum(spans[:i]) for i in range(len(keys))]
-        with open(self.path, "rb", buffering=0) as fh:
-            for i, key in enumerate(keys):
-                dtype, shape, offset, nbytes = self._meta[key]
-                if scratch:
-                    t = self._scratch[starts[i] : starts[i] + nbytes].view(dtype).view(shape)
-                else:
-                    t = torch.empty(shape, dtype=dtype)
-                view = memoryview(t.view(torch.uint8).numpy()).cast("B") if nbytes else memoryview(b"")
-                if nbytes and os.preadv(fh.fileno(), [view], offset) != nbytes:
-                    raise AdapterError(f"truncated tensor {key!r} in {self.path}")
-                out.append(t)
-        return out
-
-    def get(self, key: str) -> torch.Tensor:
-        return self.get_many([key])[0]
-
-
-def _refuse_holes(path: Path) -> None:
-    """A sparse file claims bytes it does not hold (its holes read as zeros): a 16 KB file can
-    claim a 1 GiB tensor. Refuse it before anything is mapped or allocated, so memory stays
-    bounded by data really on disk. PEFT and safetensors write files without holes."""
-    with open(path, "rb") as fh:
-        size = os.fstat(fh.fileno()).st_size
-        try:
-            hole = os.lseek(fh.fileno(), 0, os.SEEK_HOLE)
-        except (OSError, AttributeError):  # no SEEK_HOLE here: every byte counts as data
-            return
-    if hole < size:
-        raise AdapterError(
-            f"{path} is a sparse file: it claims {size:,} bytes but has a hole from byte {hole:,} "
-            "(bytes not on disk); refusing to read tensors that are not there — copy it without "
-            "holes (cp --sparse=never) if it is genuine"
-        )
-
-
 @dataclass
 class Adapter:
     """An opened adapter: its config, its layers (in file order) and everything else it trains."""
@@ -205,7 +80,7 @@ class Adapter:
     other_keys: list[str] = field(default_factory=list)  # modules_to_save, lora biases, tokens …
     other_params: int = 0
     magnitude_params: int = 0
-    _store: _Store | None = field(default=None, repr=False)
+    _store: TensorStore | None = field(default=None, repr=False)
 
     @property
     def lora_params(self) -> int:
@@ -215,23 +90,56 @@ class Adapter:
     def trainable_params(self) -> int:
         return self.lora_params + self.magnitude_params + self.other_params
 
-    def tensor(self, key: str) -> torch.Tensor:
+    def tensor(self, key: str) -> np.ndarray:
+        """A stored tensor as numbers (bf16 widened to float32)."""
         assert self._store is not None
-        return self._store.get(key)
+        return decode(self._store.read(key), self._store.code(key))
 
-    def factors(self, layer: LayerSpec, scratch: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """(A, B) as matrices with ΔW = scale·B·A, A (r×in), B (out×r); conv kernels are flattened."""
+    def stored(self, key: str) -> tuple[str, np.ndarray]:
+        """(safetensors dtype code, storage array): the bytes as they are, for copying."""
         assert self._store is not None
-        a, b = self._store.get_many([layer.a_key, layer.b_key], scratch=scratch)
+        return self._store.code(key), self._store.read(key)
+
+    def factors(self, layer: LayerSpec, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
+        """(A, B) as matrices with ΔW = scale·B·A, A (r×in), B (out×r); conv kernels are flattened.
+        With `ws`, they are views into its buffers, valid until the next call with that `ws`."""
+        store = self._store
+        assert store is not None
+        keys = [layer.a_key, layer.b_key]
+        raw = ws.take("raw", store.nbytes(keys), np.uint8) if ws is not None else None
+        a, b = store.read_many(keys, raw)
+        if a.dtype == np.uint16 or b.dtype == np.uint16:  # bf16 bits: widen (into ws if given)
+            wide = ws.take("wide", a.size + b.size, np.float32) if ws is not None else None
+            a = _widen(a, None if wide is None else wide[: a.size])
+            b = _widen(b, None if wide is None else wide[a.size :])
         return a.reshape(a.shape[0], -1), b.reshape(b.shape[0], -1)
 
-    def iter_factors(
-        self, reuse_buffers: bool = False
-    ) -> Iterator[tuple[LayerSpec, torch.Tensor, torch.Tensor]]:
+    def iter_factors(self, reuse_buffers: bool = False) -> Iterator[tuple[LayerSpec, np.ndarray, np.ndarray]]:
         """Each layer's (spec, A, B). With reuse_buffers, A and B are only valid until the next step."""
+        ws = Workspace() if reuse_buffers else None
         for layer in self.layers:
-            a, b = self.factors(layer, scratch=reuse_buffers)
+            a, b = self.factors(layer, ws)
             yield layer, a, b
+
+    def map_layers(
+        self,
+        fn: Callable[[LayerSpec, np.ndarray, np.ndarray, Workspace], R],
+        layers: list[LayerSpec] | None = None,
+        workers: int | None = None,
+    ) -> Iterator[R]:
+        """fn(spec, A, B, workspace) for each layer on a few threads, results in layer order.
+        A and B live in the thread's workspace: fn must not keep them past its return."""
+
+        def one(spec: LayerSpec, ws: Workspace) -> R:
+            return fn(spec, *self.factors(spec, ws), ws)
+
+        return ordered_map(one, self.layers if layers is None else layers, workers)
+
+
+def _widen(x: np.ndarray, out: np.ndarray | None) -> np.ndarray:
+    if x.dtype != np.uint16:
+        return x
+    return bf16_to_f32(x, None if out is None else out.reshape(x.shape))
 
 
 def open_adapter(peft_dir: Path, adapter_config: Path | None = None, weights: Path | None = None) -> Adapter:
@@ -244,7 +152,7 @@ def open_adapter(peft_dir: Path, adapter_config: Path | None = None, weights: Pa
         _refuse_kohya(peft_dir, weights)
     config = load_adapter_config(cfg_path)
     weights_path = Path(weights) if weights else _find_weights(peft_dir)
-    store = _Store(weights_path)
+    store = TensorStore(weights_path)
     layers, other_keys, other_params, magnitude_params = _pair(store, config, weights_path)
     return Adapter(peft_dir, config, weights_path, layers, other_keys, other_params, magnitude_params, store)
 
@@ -253,7 +161,7 @@ def _refuse_kohya(peft_dir: Path, weights: Path | None) -> None:
     candidates = [weights] if weights else sorted(peft_dir.glob("*.safetensors"))
     for path in candidates:
         try:
-            keys = _Store(Path(path)).keys()
+            keys = TensorStore(Path(path)).keys()
         except AdapterError:
             continue
         if any(m in k for k in keys for m in _KOHYA_MARKERS):
@@ -270,7 +178,9 @@ def _refuse_kohya(peft_dir: Path, weights: Path | None) -> None:
     raise AdapterError(f"missing adapter config: {peft_dir / 'adapter_config.json'}{hint}")
 
 
-def _pair(store: _Store, config: AdapterConfig, path: Path) -> tuple[list[LayerSpec], list[str], int, int]:
+def _pair(
+    store: TensorStore, config: AdapterConfig, path: Path
+) -> tuple[list[LayerSpec], list[str], int, int]:
     groups: dict[tuple[str, str | None], dict[str, str]] = {}
     other_keys: list[str] = []
     for key in store.keys():

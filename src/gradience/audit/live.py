@@ -1,20 +1,31 @@
-"""Audit the LoRA layers of a live (in-memory) PEFT model, e.g. from a training callback."""
+"""Audit the LoRA layers of a live (in-memory) PEFT model, e.g. from a training callback.
+
+The maths is the file audit's (numpy, float64): each factor is converted once at this boundary,
+so this module needs no torch import of its own (the model's owner has imported it).
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
+import numpy as np
 
 from gradience.audit.core import audit_layer, build_report
 from gradience.audit.io import PREFIX, LayerSpec
 from gradience.audit.report import AuditIssue, AuditReport, LayerAudit
 
+if TYPE_CHECKING:
+    import torch
+
+
+def _f64(t: Any) -> np.ndarray:
+    return t.detach().cpu().double().numpy()
+
 
 def _lora_layers(
     model: torch.nn.Module, adapter: str
-) -> Iterable[tuple[LayerSpec, torch.Tensor, torch.Tensor, Any]]:
+) -> Iterable[tuple[LayerSpec, np.ndarray, np.ndarray, np.ndarray | None]]:
     for path, mod in model.named_modules():
         name = path[len(PREFIX) :] if path.startswith(PREFIX) else path
         r = getattr(mod, "r", None)
@@ -29,7 +40,7 @@ def _lora_layers(
             continue
         a, b = a.detach().reshape(a.shape[0], -1), b.detach().reshape(b.shape[0], -1)
         mags = getattr(mod, "lora_magnitude_vector", None)
-        mag = mags[adapter].weight.detach() if mags is not None and adapter in mags else None
+        mag = _f64(mags[adapter].weight) if mags is not None and adapter in mags else None
         spec = LayerSpec(
             name=name,
             a_key=f"{path}.lora_A",
@@ -42,7 +53,7 @@ def _lora_layers(
             out_features=b.shape[0],
             params=a.numel() + b.numel(),
         )
-        yield spec, a, b, mag
+        yield spec, _f64(a), _f64(b), mag
 
 
 def audit_model(

@@ -5,8 +5,11 @@ eigenvalues of G_A^{1/2}·G_B·G_A^{1/2}; the two Gram products cost r²·(in+ou
 r×r eigenproblems are negligible. `factored_svd` gives the singular vectors too (QR of each
 side, SVD of the r×r core), which is what truncation needs.
 
-The r×r problems run on one BLAS thread: multi-threaded LAPACK on a 64×64 matrix, interleaved
-with torch's OpenMP matmuls, spends 10-100× longer waiting for threads than computing.
+Everything is numpy: the audit's whole path imports no torch (its import costs more than the
+audit). Torch tensors handed in (a live model, the public helpers) are converted at the
+boundary (`as_numpy`). A streaming pass runs layers on several threads with one BLAS thread
+each (`gradience.audit.parallel`): the cast to float64 and the reads parallelise too, and
+multi-threaded LAPACK on a 64×64 matrix spends far longer waiting for threads than computing.
 """
 
 from __future__ import annotations
@@ -15,13 +18,15 @@ import contextlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import lru_cache
+from typing import Any
 
 import numpy as np
-import torch
+
+from gradience.audit.store import cast_into
 
 
 @lru_cache(maxsize=1)
-def _controller():  # building it scans loaded libraries: do it once
+def _controller() -> Any:  # building it scans loaded libraries: do it once
     from threadpoolctl import ThreadpoolController
 
     return ThreadpoolController()
@@ -32,10 +37,7 @@ _depth = 0  # 1 inside one_blas_thread: a streaming pass enters once, not once p
 
 @contextlib.contextmanager
 def one_blas_thread() -> Iterator[None]:
-    """Limit numpy's BLAS/LAPACK to one thread (for tiny r×r problems); cheap when nested.
-
-    threadpoolctl sees the BLAS that numpy loaded, not the one linked into torch, so torch's
-    own matmuls (the Gram products) keep their threads."""
+    """Limit numpy's BLAS/LAPACK to one thread (process-wide); cheap when nested."""
     global _depth
     if _depth:  # already limited by an outer pass
         yield
@@ -48,8 +50,48 @@ def one_blas_thread() -> Iterator[None]:
             _depth = 0
 
 
-def _f64(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().to(device="cpu", dtype=torch.float64)
+def as_numpy(x: Any) -> np.ndarray:
+    """A numpy view of an array or a (CPU or device, any float dtype) torch tensor."""
+    if isinstance(x, np.ndarray):
+        return x
+    if hasattr(x, "detach"):  # a torch tensor: torch is already imported by whoever made it
+        x = x.detach().cpu()
+        if str(x.dtype) in ("torch.bfloat16", "torch.float8_e4m3fn", "torch.float8_e5m2"):
+            x = x.float()
+        return x.numpy()
+    return np.asarray(x)
+
+
+class Workspace:
+    """Named reusable buffers for one thread of a streaming pass: casting every layer into fresh
+    memory makes glibc raise its mmap threshold and fragment the heap, so peak RSS creeps up
+    with the number of layers; reusing buffers keeps it flat."""
+
+    def __init__(self) -> None:
+        self._bufs: dict[str, np.ndarray] = {}
+
+    def take(self, name: str, n: int, dtype: Any) -> np.ndarray:
+        """A 1-D view of n elements of buffer `name`, valid until the next take of that name."""
+        dtype = np.dtype(dtype)
+        buf = self._bufs.get(name)
+        if buf is None or buf.nbytes < n * dtype.itemsize:
+            buf = self._bufs[name] = np.empty(n * dtype.itemsize, dtype=np.uint8)
+        return buf[: n * dtype.itemsize].view(dtype)
+
+    def f64(self, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        na, nb = a.size, b.size
+        buf = self.take("f64", na + nb, np.float64)
+        a64, b64 = buf[:na].reshape(a.shape), buf[na:].reshape(b.shape)
+        cast_into(a64, a)
+        cast_into(b64, b)
+        return a64, b64
+
+
+def to_f64(a: Any, b: Any, ws: Workspace | None = None) -> tuple[np.ndarray, np.ndarray]:
+    a, b = as_numpy(a), as_numpy(b)
+    if ws is not None:
+        return ws.f64(a, b)
+    return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)  # no copy if float64
 
 
 @dataclass
@@ -69,27 +111,12 @@ class Cores:
         return not np.diag(self.gb).any()
 
 
-class Workspace:
-    """One reusable float64 buffer for a streaming pass: casting every layer into fresh memory
-    makes glibc raise its mmap threshold and fragment the heap, so peak RSS creeps up with the
-    number of layers; reusing one buffer keeps it flat."""
-
-    def __init__(self) -> None:
-        self._buf = torch.empty(0, dtype=torch.float64)
-
-    def f64(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        na, nb = a.numel(), b.numel()
-        if self._buf.numel() < na + nb:
-            self._buf = torch.empty(na + nb, dtype=torch.float64)
-        a64 = self._buf[:na].view(a.shape).copy_(a.detach())
-        b64 = self._buf[na : na + nb].view(b.shape).copy_(b.detach())
-        return a64, b64
-
-
-def gram_cores(a: torch.Tensor, b: torch.Tensor, ws: Workspace | None = None) -> Cores:
-    """G_A = A·Aᵀ and G_B = Bᵀ·B in float64; A is (r×in), B is (out×r)."""
-    a64, b64 = ws.f64(a, b) if ws is not None and a.device.type == "cpu" else (_f64(a), _f64(b))
-    return Cores((a64 @ a64.T).numpy(), (b64.T @ b64).numpy())
+def gram_cores(a: Any, b: Any, ws: Workspace | None = None) -> Cores:
+    """G_A = A·Aᵀ and G_B = Bᵀ·B in float64; A is (r×in), B is (out×r). With `ws`, the float64
+    copies live in its buffer (and stay there for `ws.f64`'s caller until the next layer)."""
+    a64, b64 = to_f64(a, b, ws)
+    with np.errstate(all="ignore"):  # NaN/Inf factors: reported by Cores.finite, not warned
+        return Cores(a64 @ a64.T, b64.T @ b64)
 
 
 def spectrum_from_grams(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
@@ -107,18 +134,17 @@ def spectrum_from_grams(ga: np.ndarray, gb: np.ndarray) -> np.ndarray:
     return np.sqrt(np.clip(ev, 0.0, None))[::-1].copy()
 
 
-def lora_spectrum(a: torch.Tensor, b: torch.Tensor, scale: float = 1.0) -> np.ndarray:
+def lora_spectrum(a: Any, b: Any, scale: float = 1.0) -> np.ndarray:
     """σ(scale·B·A), descending, float64 (length r)."""
     cores = gram_cores(a, b)
     return abs(scale) * spectrum_from_grams(cores.ga, cores.gb)
 
 
-def factored_svd(a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+def factored_svd(a: Any, b: Any) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Thin SVD of B·A = U·diag(S)·Vᵀ in float64 via QR of both factors; U (out×r), S (r), V (in×r)."""
-    a64, b64 = _f64(a), _f64(b)
-    qa, ra = torch.linalg.qr(a64.T)  # Aᵀ = Qa·Ra   (in×r, r×r)
-    qb, rb = torch.linalg.qr(b64)  # B  = Qb·Rb   (out×r, r×r)
+    a64, b64 = to_f64(a, b)
+    qa, ra = np.linalg.qr(a64.T)  # Aᵀ = Qa·Ra   (in×r', r'×r)
+    qb, rb = np.linalg.qr(b64)  # B  = Qb·Rb   (out×r', r'×r)
     with one_blas_thread():
-        uc, s, vhc = np.linalg.svd((rb @ ra.T).numpy(), full_matrices=False)  # the r×r core
-    uc, s, vhc = torch.from_numpy(uc), torch.from_numpy(s), torch.from_numpy(vhc)
+        uc, s, vhc = np.linalg.svd(rb @ ra.T, full_matrices=False)  # the small core
     return qb @ uc, s, qa @ vhc.T

@@ -9,6 +9,12 @@ import typer
 from gradience.cli.shell import _choice, _guarded, _parse_ranks, _print_json, _show, app
 
 
+def _render_compress(report: object) -> None:
+    from gradience.compress.render import render_compress  # rich: only for the text output
+
+    render_compress(report)  # type: ignore[arg-type]
+
+
 @app.command()
 def audit(
     peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder."),
@@ -31,7 +37,7 @@ def audit(
     """Per-layer spectral audit of a PEFT LoRA adapter, exact, without forming B·A."""
 
     def body() -> int:
-        from gradience.audit import AdapterError, audit_adapter, render_audit
+        from gradience.audit import AdapterError, audit_adapter
 
         if json_format not in ("v1", "v0.3"):
             raise AdapterError(f"--format must be v1 or v0.3, got {json_format!r}")
@@ -60,6 +66,8 @@ def audit(
         elif as_json:
             _print_json(report.to_json(layers=layers or top_singular_values > 0, top_wasteful=top_wasteful))
         else:
+            from gradience.audit.render import render_audit
+
             render_audit(
                 report, layers=layers, top_wasteful=top_wasteful, suggest_per_layer=suggest_per_layer
             )
@@ -97,7 +105,6 @@ def compress(
             CompressError,
             CompressionPlan,
             compress_adapter,
-            render_compress,
         )
 
         given = {"--rank": rank, "--energy": energy, "--budget-params": budget_params}
@@ -119,7 +126,7 @@ def compress(
             dtype=None if dtype is None else _choice(dtype, "--dtype", SAVE_DTYPES),
         )
         report = compress_adapter(peft_dir, out, plan, overwrite=overwrite)
-        _show(report, as_json, render_compress)
+        _show(report, as_json, _render_compress)
         return 0
 
     _guarded(body, verbose)
@@ -143,7 +150,7 @@ def truncate(
 
     def body() -> int:
         from gradience.compat.truncate import ALPHA_MODES, truncate_plan
-        from gradience.compress import SAVE_DTYPES, compress_adapter, render_compress
+        from gradience.compress import SAVE_DTYPES, compress_adapter
         from gradience.files import write_json_atomic
 
         mode = _choice(alpha_mode, "--alpha-mode", tuple(ALPHA_MODES))
@@ -151,7 +158,7 @@ def truncate(
         report = compress_adapter(peft_dir, out_dir, plan, overwrite=overwrite)
         if report_path is not None:
             write_json_atomic(report_path, report.to_json())
-        _show(report, as_json, render_compress)
+        _show(report, as_json, _render_compress)
         return 0
 
     _guarded(body, verbose)

@@ -7,13 +7,14 @@ from typing import Any
 
 import typer
 
-from gradience.cli.shell import _guarded, _OneLineUsageErrors, _print_json, app
+from gradience.cli.shell import HELP, _guarded, _OneLineUsageErrors, _print_json, app
 
 bench_app = typer.Typer(
     help="Benchmark compressed variants against a probe, with honest verdicts; `bench plan` sizes the run.",
     add_completion=False,
     pretty_exceptions_enable=False,
     cls=_OneLineUsageErrors,
+    **HELP,  # type: ignore[arg-type]
 )
 app.add_typer(bench_app, name="bench")
 

@@ -1,23 +1,25 @@
 """compress_adapter: truncated SVD of every LoRA layer from its r×r cores, into a new PEFT adapter.
 
-Two streamed passes over the input, one layer in memory at a time. Pass 1 takes each layer's
-Gram cores (A·Aᵀ, Bᵀ·B; r×r, float64, the audit's `gram_cores`) and its exact spectrum from
-them (the audit's `spectrum_from_grams`); the cores are kept (2·r² floats per layer) and the ranks
-are decided. Pass 2 re-reads only the layers that need truncation and builds their factors from
-the kept cores (see `factors.py`) — B·A is never formed — straight into a streaming safetensors
-writer. Layers kept at their rank, and every tensor that is not a LoRA factor pair, are copied
-byte for byte.
+Each layer's Gram cores (A·Aᵀ, Bᵀ·B; r×r, float64, the audit's `gram_cores`) give its exact
+spectrum (the audit's `spectrum_from_grams`) and, from the same read, its rank-k factors
+(`factors.py`: one skinny product per factor; B·A is never formed). When the plan fixes the
+ranks without looking at spectra (`--rank`, a rank pattern) that is one pass over the input,
+straight into a streaming safetensors writer (`--from-audit` too, after the audit's own pass).
+Plans that choose ranks from the spectra (energy, budgets) take the cores in a first pass, keep
+them (2·r² floats per layer) and re-read only the layers they change. Layers run on a few threads
+(`Adapter.map_layers`), written in the input's order as their turn comes; layers kept at their
+rank, and every tensor that is not a LoRA factor pair, are copied byte for byte. numpy only:
+the command imports no torch.
 """
 
 from __future__ import annotations
 
 import json
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
-import torch
 
 from gradience.audit import (
     Adapter,
@@ -29,18 +31,21 @@ from gradience.audit import (
     module_type,
     open_adapter,
 )
-from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
+from gradience.audit.spectra import Workspace, gram_cores, one_blas_thread, spectrum_from_grams
+from gradience.audit.store import FLOAT_CODES, encode
 from gradience.compress.errors import CompressError
-from gradience.compress.factors import truncate_factors
+from gradience.compress.factors import truncated
 from gradience.compress.peft_config import LayerTarget, build_config
 from gradience.compress.plan import CompressionPlan, choose_ranks
 from gradience.compress.report import CompressionReport, CompressionTotals, LayerCompression
-from gradience.compress.st_writer import DTYPE_CODES, SafetensorsStreamWriter
+from gradience.compress.st_writer import SafetensorsStreamWriter
 from gradience.files import check_output_dir, checkpoint, staged_output
 
 WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
 REPORT_NAME = "compression_report.json"
+_SAVE_CODES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
+_SPECTRAL = ("energy", "budget_params", "budget_ratio")  # strategies that read ranks off our spectra
 
 DORA_REFUSAL = (
     "DoRA adapters are not compressed: DoRA's output is m·(W + s·B·A)/‖W + s·B·A‖ per column, so "
@@ -50,49 +55,33 @@ DORA_REFUSAL = (
 )
 
 
-def _tensor_meta(adapter: Adapter) -> dict[str, tuple[str, tuple[int, ...]]]:
-    """dtype code and shape of every stored tensor, without reading the data."""
-    if adapter.weights_path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(adapter.weights_path), framework="pt") as fh:
-            return {k: (fh.get_slice(k).get_dtype(), tuple(fh.get_slice(k).get_shape())) for k in fh.keys()}
-    meta = {}
-    for key in [*(k for la in adapter.layers for k in (la.a_key, la.b_key)), *adapter.other_keys]:
-        t = adapter.tensor(key)
-        if t.dtype not in DTYPE_CODES:
-            raise CompressError(f"tensor {key!r} has dtype {t.dtype}, which safetensors cannot store")
-        meta[key] = (DTYPE_CODES[t.dtype], tuple(t.shape))
-    return meta
-
-
 @dataclass
 class _Scanned:
-    """Pass 1's result for one layer: σ of s·B·A and the r×r Gram cores it came from."""
+    """One layer's σ of s·B·A and the r×r Gram cores it came from; `tensors` are its new factors
+    (storage form), when the same read produced them."""
 
     spec: LayerSpec
     sigma: np.ndarray
     cores: tuple[np.ndarray, np.ndarray]
+    tensors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+def _spectrum(spec: LayerSpec, a: np.ndarray, b: np.ndarray) -> _Scanned:
+    cores = gram_cores(a, b)
+    if not cores.finite:
+        raise CompressError(f"layer {spec.name} has NaN/Inf in its LoRA factors; it cannot be truncated")
+    sigma = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)  # the audit's lora_spectrum
+    return _Scanned(spec, sigma, (cores.ga, cores.gb))
 
 
 def _scan(adapter: Adapter) -> list[_Scanned]:
-    """Pass 1. The kept cores and spectra are allocated before any factor is read: small arrays
-    allocated between the large per-layer temporaries would pin glibc's heap and make the peak
-    memory grow with the number of layers (measured: 115 MB instead of ~20 MB at 8 layers)."""
-    out = [
-        _Scanned(spec, np.empty(spec.r), (np.empty((spec.r, spec.r)), np.empty((spec.r, spec.r))))
-        for spec in adapter.layers
-    ]
-    ws = Workspace()  # one reused float64 buffer: no per-layer allocation churn
-    for sc, (spec, a, b) in zip(out, adapter.iter_factors(), strict=True):
-        cores = gram_cores(a, b, ws)
-        del a, b
-        if not cores.finite:
-            raise CompressError(f"layer {spec.name} has NaN/Inf in its LoRA factors; it cannot be truncated")
-        sc.cores[0][...] = cores.ga
-        sc.cores[1][...] = cores.gb
-        sc.sigma[...] = abs(spec.scale) * spectrum_from_grams(cores.ga, cores.gb)  # the audit's lora_spectrum
-    return out
+    """Pass 1 of a plan that needs the spectra: each layer's cores and σ."""
+
+    def one(spec: LayerSpec, a: np.ndarray, b: np.ndarray, ws: Workspace) -> _Scanned:
+        return _spectrum(spec, *ws.f64(a, b))
+
+    with one_blas_thread():
+        return list(adapter.map_layers(one))
 
 
 def _layer_row(spec: LayerSpec, sigma: np.ndarray, k: int, alpha: float, new_params: int) -> LayerCompression:
@@ -130,14 +119,15 @@ def compress_adapter(
     adapter = open_adapter(src)
     if adapter.config.use_dora or any(la.magnitude_key for la in adapter.layers):
         raise CompressError(DORA_REFUSAL)
-    scanned = _scan(adapter)
     shapes = [LayerShape(la.name, la.r, la.in_features, la.out_features) for la in adapter.layers]
+    scanned = _scan(adapter) if plan.strategy in _SPECTRAL else None
 
     def audit_suggestion() -> dict[str, int]:
         audit = audit_adapter(src, allowed_ranks=plan.allowed_ranks, per_layer_margin=plan.per_layer_margin)
         return dict(audit.suggestions.per_layer.rank_pattern or {})
 
-    ranks = choose_ranks(plan, shapes, [sc.sigma for sc in scanned], audit_suggestion)
+    spectra = [sc.sigma for sc in scanned] if scanned is not None else []
+    ranks = choose_ranks(plan, shapes, spectra, audit_suggestion)
     rslora = bool(adapter.config.use_rslora)
     keep_alpha = plan.alpha_mode == "keep_alpha"
     targets = [_target(la, ranks[la.name], rslora, keep_alpha) for la in adapter.layers]
@@ -160,81 +150,80 @@ def _target(la: LayerSpec, k: int, rslora: bool, keep_alpha: bool) -> LayerTarge
     return LayerTarget(la.name, k, alpha_for_scale(la.scale, k, rslora), la.scale)
 
 
-_TORCH_DTYPES = {code: dt for dt, code in DTYPE_CODES.items()}
-
-
-_SAVE_DTYPES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
-
-
 def _write_weights(
-    adapter: Adapter, scanned: list[_Scanned], targets: list[LayerTarget], path: Path,
+    adapter: Adapter, scanned: list[_Scanned] | None, targets: list[LayerTarget], path: Path,
     save_dtype: str | None = None,
 ) -> tuple[list[LayerCompression], list[str], list[str]]:  # fmt: skip
-    """Stream every tensor, in the input's order, into `path`; truncated pairs are computed when
-    their first factor comes up and dropped once both are written. A layer whose α was kept
+    """Stream every tensor, in the input's order, into `path`. Layers that change (rank or dtype),
+    and with no first pass every layer (its σ is needed for the report), run on the worker
+    threads; a layer's new factors wait only until both are written. A layer whose α was kept
     while its rank changed (alpha_mode keep_alpha) has B multiplied by old scale / new scale."""
-    meta = _tensor_meta(adapter)
+    store = adapter._store
+    assert store is not None
     owner = {key: la for la in adapter.layers for key in (la.a_key, la.b_key)}
     new_rank = {t.name: t.rank for t in targets}
-    target_scale = {t.name: t.scale for t in targets}
-    gain = {la.name: la.scale / target_scale[la.name] for la in adapter.layers}
+    gain = {la.name: la.scale / t.scale for la, t in zip(adapter.layers, targets, strict=True)}
     entries: list[tuple[str, str, tuple[int, ...]]] = []
-    for key, (dtype, shape) in meta.items():
-        la = owner.get(key)
+    for key in store.keys():
+        dtype, shape, la = store.code(key), store.shape(key), owner.get(key)
         if la is not None and save_dtype is not None:
-            dtype = _SAVE_DTYPES[save_dtype]
+            dtype = _SAVE_CODES[save_dtype]
         if la is not None and new_rank[la.name] < la.r:
-            if dtype not in ("F64", "F32", "F16", "BF16"):
+            if dtype not in FLOAT_CODES or store.code(key) not in FLOAT_CODES:
                 raise CompressError(
                     f"LoRA factor {key!r} has dtype {dtype}; only float factors are truncated"
                 )
             k = new_rank[la.name]
             shape = (k, *shape[1:]) if key == la.a_key else (shape[0], k, *shape[2:])
         entries.append((key, dtype, shape))
-    out_dtype = {key: dtype for key, dtype, _ in entries}
-    shapes = {key: shape for key, _, shape in entries}
-    metadata = _metadata(adapter)
-    cores = {sc.spec.name: sc.cores for sc in scanned}
-    ws = Workspace()
-    pending: dict[str, dict[str, torch.Tensor]] = {}
-    with SafetensorsStreamWriter(path, entries, metadata) as writer:
+    out = {key: (dtype, shape) for key, dtype, shape in entries}
+    changes = {la.name for la in adapter.layers if new_rank[la.name] < la.r or any(
+        out[key][0] != store.code(key) for key in (la.a_key, la.b_key))}  # fmt: skip
+    kept = {sc.spec.name: sc for sc in scanned} if scanned is not None else {}
+
+    def one(la: LayerSpec, a: np.ndarray, b: np.ndarray, ws: Workspace) -> _Scanned:
+        a64, b64 = ws.f64(a, b)
+        sc = kept.get(la.name) or _spectrum(la, a64, b64)
+        k = new_rank[la.name]
+        if k < la.r:
+            a2, b2 = truncated(a64, b64, k, sc.cores, gain[la.name])
+        elif la.name in changes:  # a new dtype only
+            a2, b2 = a64, b64
+        else:
+            return sc
+        for key, x in ((la.a_key, a2), (la.b_key, b2)):
+            sc.tensors[key] = encode(x.reshape(out[key][1]), out[key][0])
+        return sc
+
+    jobs = [la for la in adapter.layers if scanned is None or la.name in changes]
+    job_names = {la.name for la in jobs}
+    done: dict[str, _Scanned] = {}
+    with one_blas_thread(), SafetensorsStreamWriter(path, entries, _metadata(adapter)) as writer:
+        results = adapter.map_layers(one, jobs)
         for key, _, _ in entries:
             la = owner.get(key)
-            if la is None:
-                writer.write(key, adapter.tensor(key))
+            if la is None or la.name not in job_names:
+                writer.write(key, store.read(key))  # byte for byte
                 continue
-            if new_rank[la.name] == la.r:  # unchanged pair: only the dtype may change
-                writer.write(key, adapter.tensor(key).to(_TORCH_DTYPES[out_dtype[key]]))
-                continue
-            if la.name not in pending:
-                a64, b64 = ws.f64(*adapter.factors(la))
-                a2, b2 = truncate_factors(a64, b64, new_rank[la.name], cores[la.name])
-                if gain[la.name] != 1.0:
-                    b2 = b2 * gain[la.name]
-                pending[la.name] = {
-                    la.a_key: a2.to(_TORCH_DTYPES[out_dtype[la.a_key]]).reshape(shapes[la.a_key]),
-                    la.b_key: b2.to(_TORCH_DTYPES[out_dtype[la.b_key]]).reshape(shapes[la.b_key]),
-                }
-            writer.write(key, pending[la.name].pop(key))
+            while la.name not in done:
+                sc = next(results)
+                done[sc.spec.name] = sc
+            tensor = done[la.name].tensors.pop(key, None)
+            writer.write(key, store.read(key) if tensor is None else tensor)
             checkpoint("compress:weights")  # crash-safety tests kill here, mid-file
-            if not pending[la.name]:
-                del pending[la.name]
+        for sc in results:  # layers with nothing to write still count in the report
+            done[sc.spec.name] = sc
+    sigma = {name: sc.sigma for name, sc in {**kept, **done}.items()}
     alpha = {t.name: t.alpha for t in targets}
     rows = []
-    for sc in scanned:
-        la = sc.spec
-        new_params = _numel(shapes[la.a_key]) + _numel(shapes[la.b_key])
-        rows.append(_layer_row(la, sc.sigma, new_rank[la.name], alpha[la.name], new_params))
+    for la in adapter.layers:
+        new_params = _numel(out[la.a_key][1]) + _numel(out[la.b_key][1])
+        rows.append(_layer_row(la, sigma[la.name], new_rank[la.name], alpha[la.name], new_params))
     return rows, list(adapter.other_keys), sorted({dtype for _, dtype, _ in entries})
 
 
 def _metadata(adapter: Adapter) -> dict[str, str]:
-    meta: dict[str, str] = {}
-    if adapter.weights_path.suffix == ".safetensors":
-        from safetensors import safe_open
-
-        with safe_open(str(adapter.weights_path), framework="pt") as fh:
-            meta = dict(fh.metadata() or {})
+    meta = dict(adapter._store.metadata) if adapter._store is not None else {}
     meta.setdefault("format", "pt")
     return meta
 

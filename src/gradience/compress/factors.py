@@ -18,21 +18,20 @@ in exact arithmetic; balanced factors have equal norms (‖B'‖_F² = ‖A'‖_
 neither side drifts toward subnormals or overflow, the storage rounding error is bounded by
 ≈ 2u·‖ΔW_k‖_* rather than 2u·√k·‖ΔW_k‖_F, and a balanced pair (AAᵀ = BᵀB) is the fixed point of
 gradient flow should the adapter be trained further.
+
+numpy throughout (the compress command imports no torch); torch tensors given to
+`truncate_factors` come back as torch tensors, converted at the boundary.
 """
 
 from __future__ import annotations
 
-import numpy as np
-import torch
+from typing import Any
 
-from gradience.audit import factored_svd
-from gradience.audit.spectra import gram_cores, one_blas_thread
+import numpy as np
+
+from gradience.audit.spectra import factored_svd, gram_cores, one_blas_thread, to_f64
 
 MAX_GRAM_CONDITION = 1e8
-
-
-def _f64(x: torch.Tensor) -> torch.Tensor:
-    return x.detach().to(device="cpu", dtype=torch.float64)
 
 
 def _mixers(ga: np.ndarray, gb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray] | None:
@@ -55,12 +54,13 @@ def _mixers(ga: np.ndarray, gb: np.ndarray, k: int) -> tuple[np.ndarray, np.ndar
     return p, q
 
 
-def truncate_factors(
-    a: torch.Tensor, b: torch.Tensor, k: int, cores: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[torch.Tensor, torch.Tensor]:
+def truncated(
+    a64: np.ndarray, b64: np.ndarray, k: int, cores: tuple[np.ndarray, np.ndarray] | None = None,
+    gain: float = 1.0,
+) -> tuple[np.ndarray, np.ndarray]:  # fmt: skip
     """Balanced rank-k factors (A' k×in, B' out×k), float64, of the best rank-k approximation of
-    B·A (A r×in, B out×r). `cores` = (A·Aᵀ, Bᵀ·B) if already computed (e.g. by the first pass)."""
-    a64, b64 = _f64(a), _f64(b)
+    gain·B·A, from float64 factors A (r×in), B (out×r). `cores` = (A·Aᵀ, Bᵀ·B) if already
+    computed. The gain is folded into the r×k mixer, so no full-size copy is scaled."""
     r = a64.shape[0]
     if r <= min(a64.shape[1], b64.shape[0]):
         if cores is None:
@@ -69,11 +69,24 @@ def truncate_factors(
         mixers = _mixers(cores[0], cores[1], k)
         if mixers is not None:
             p, q = mixers
-            return torch.from_numpy(q) @ a64, b64 @ torch.from_numpy(p)
+            return q @ a64, b64 @ (p * gain if gain != 1.0 else p)
     u, s, v = factored_svd(a64, b64)
-    root = s[:k].clamp_min(0).sqrt()
-    a2, b2 = (v[:, :k] * root).T, u[:, :k] * root
+    root = np.sqrt(np.clip(s[:k], 0.0, None))
+    a2, b2 = (v[:, :k] * root).T, u[:, :k] * (root * gain)
     if a2.shape[0] < k:  # r > min(in, out): B·A has rank < k, the missing directions are zero
-        a2 = torch.cat([a2, a2.new_zeros(k - a2.shape[0], a2.shape[1])])
-        b2 = torch.cat([b2, b2.new_zeros(b2.shape[0], k - b2.shape[1])], dim=1)
-    return a2.contiguous(), b2.contiguous()
+        a2 = np.concatenate([a2, np.zeros((k - a2.shape[0], a2.shape[1]))])
+        b2 = np.concatenate([b2, np.zeros((b2.shape[0], k - b2.shape[1]))], axis=1)
+    return np.ascontiguousarray(a2), np.ascontiguousarray(b2)
+
+
+def truncate_factors(
+    a: Any, b: Any, k: int, cores: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[Any, Any]:
+    """Balanced rank-k factors (A' k×in, B' out×k), float64, of the best rank-k approximation of
+    B·A (A r×in, B out×r): numpy arrays, or torch tensors when given torch tensors."""
+    a2, b2 = truncated(*to_f64(a, b), k, cores)
+    if isinstance(a, np.ndarray) or not hasattr(a, "detach"):
+        return a2, b2
+    import torch
+
+    return torch.from_numpy(a2), torch.from_numpy(b2)

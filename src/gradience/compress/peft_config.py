@@ -31,11 +31,11 @@ class LayerTarget:
 
 def pattern_keys(names: list[str]) -> dict[str, str]:
     """module path → a pattern key that PEFT's regex matches for that module only."""
-    keys = {}
-    for name in names:
-        tail_of_other = any(other != name and other.endswith("." + name) for other in names)
-        keys[name] = ("^" if tail_of_other else "") + re.escape(name)
-    return keys
+    tails = set()  # every dotted tail of every path (linear in the paths, not quadratic)
+    for other in names:
+        parts = other.split(".")
+        tails.update(".".join(parts[i:]) for i in range(1, len(parts)))
+    return {name: ("^" if name in tails else "") + re.escape(name) for name in names}
 
 
 def _json_number(x: float) -> float | int:

@@ -12,9 +12,10 @@ import json
 import os
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 MAX_DEPTH = 64  # real configs nest 3-5 deep
 MAX_NODES = 200_000  # after alias expansion; a large adapter_config.json has a few thousand
@@ -59,6 +60,8 @@ def _tree_children(node: Any) -> Iterable[Any]:
 def _yaml_children(node: yaml.Node) -> Iterable[yaml.Node]:
     """A node's children as composed: an alias is the same node object again, so counting visits
     counts the tree as it would be after expansion, without expanding it."""
+    import yaml
+
     if isinstance(node, yaml.SequenceNode):
         return node.value
     if isinstance(node, yaml.MappingNode):
@@ -86,7 +89,10 @@ def loads_json(text: str | bytes, source: str) -> Any:
 
 
 def loads_yaml(text: str, source: str) -> Any:
-    """yaml.safe_load, with the alias-expansion and depth bounds checked before constructing."""
+    """yaml.safe_load, with the alias-expansion and depth bounds checked before constructing.
+    yaml is imported here: the adapter commands read only JSON."""
+    import yaml
+
     loader = None
     try:
         loader = yaml.SafeLoader(text)
