@@ -165,6 +165,8 @@ def factors(
 ) -> dict[str, tuple[torch.Tensor, torch.Tensor]]:
     """Each layer's (A, B) as ``compress`` writes them for these ranks (None: the adapter as stored):
     kept layers as read, truncated ones from the kept cores, in float64, then cast to the stored dtype."""
+    from gradience.audit.store import decode, encode
+
     out = {}
     ws = Workspace()
     for la in layers:
@@ -173,6 +175,11 @@ def factors(
         if k < la.spec.r:
             a64, b64 = ws.f64(a, b)
             a2, b2 = truncate_factors(a64, b64, k, la.cores)
-            a, b = a2.to(a.dtype), b2.to(b.dtype)
-        out[la.spec.name] = (a, b)
+            codes = adapter.stored(la.spec.a_key)[0], adapter.stored(la.spec.b_key)[0]
+            # the numbers compress writes: the same encode to the stored dtype, read back
+            a, b = (decode(encode(x.reshape(x.shape), c), c) for x, c in zip((a2, b2), codes, strict=True))
+        out[la.spec.name] = (
+            torch.from_numpy(np.ascontiguousarray(a)),
+            torch.from_numpy(np.ascontiguousarray(b)),
+        )
     return out
