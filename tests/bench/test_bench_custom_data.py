@@ -79,7 +79,9 @@ def test_jsonl_with_other_field_names_and_sentence_pairs(
     tmp_path: Path, tiny_model_dir: Path, make_config: Callable
 ) -> None:
     rows = _rows(460, 1)
-    with (tmp_path / "train.jsonl").open("w") as f:
+    folder = tmp_path / "data"  # the output folder must not sit inside the data it reads
+    folder.mkdir()
+    with (folder / "train.jsonl").open("w") as f:
         for r in rows:
             f.write(
                 json.dumps(
@@ -87,13 +89,13 @@ def test_jsonl_with_other_field_names_and_sentence_pairs(
                 )
                 + "\n"
             )
-    with (tmp_path / "dev.jsonl").open("w") as f:
+    with (folder / "dev.jsonl").open("w") as f:
         for r in _rows(50, 2):
             f.write(
                 json.dumps({"premise": r["review"], "hypothesis": "dog", "gold": int(r["animal"] == "dog")})
                 + "\n"
             )
-    task = TaskConfig(data=str(tmp_path), text_fields=["premise", "hypothesis"], label_field="gold")
+    task = TaskConfig(data=str(folder), text_fields=["premise", "hypothesis"], label_field="gold")
     data = load_task_data(str(tiny_model_dir), task, 200, 100, smoke=False, selection=False)
     assert data.num_labels == 2 and data.beside is not None and len(data.beside) == 50
     assert (

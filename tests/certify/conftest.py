@@ -8,16 +8,15 @@ truncations really flip items.
 
 from __future__ import annotations
 
-import csv
 import os
 from pathlib import Path
 from typing import Any
 
 import pytest
+from certify_data import SST2, _sst2_rows, write_tsv  # noqa: F401  (fixtures below use them)
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
-SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-sst2"
 TARGETS = ["query", "key", "value", "attention.output.dense"]
 TRAIN_ROWS = range(3000, 3800)  # of SST-2 train.tsv: what the adapter is trained on
 EVAL_ROWS = range(20_000, 20_300)  # disjoint: what certify evaluates
@@ -32,24 +31,6 @@ def one_torch_thread() -> Any:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
-
-
-def _sst2_rows(rows: range) -> list[dict[str, str]]:
-    if not (SST2 / "train.tsv").is_file():
-        pytest.fail(f"the SST-2 copy is expected at {SST2} (../shared/data/glue-sst2 beside the repository)")
-    with open(SST2 / "train.tsv", encoding="utf-8") as fh:
-        all_rows = list(csv.DictReader(fh, delimiter="\t", quoting=csv.QUOTE_NONE))
-    return [all_rows[i] for i in rows]
-
-
-def write_tsv(
-    path: Path, rows: list[dict[str, str]], fields: tuple[str, ...] = ("sentence", "label")
-) -> Path:
-    with open(path, "w", encoding="utf-8") as fh:
-        fh.write("\t".join(fields) + "\n")
-        for r in rows:
-            fh.write("\t".join(r[f] for f in fields) + "\n")
-    return path
 
 
 @pytest.fixture(scope="session")

@@ -7,9 +7,9 @@ from collections.abc import Callable
 from pathlib import Path
 
 import pytest
+from certify_data import _sst2_rows, write_tsv
 from typer.testing import CliRunner
 
-from conftest import _sst2_rows, write_tsv
 from gradience.cli import app
 
 
