@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from causal_fixtures import causal_lm_dir  # noqa: F401  (the pre-trained tiny Llama, a session fixture)
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
