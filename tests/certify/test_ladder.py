@@ -20,7 +20,9 @@ def adapter_layers(trained_adapter: Path) -> tuple:
 
 def _dense_sigma(adapter, spec) -> np.ndarray:  # type: ignore[no-untyped-def]
     a, b = adapter.factors(spec)
-    return np.linalg.svd(spec.scale * (b.astype(np.float64) @ a.astype(np.float64)), compute_uv=False)[: spec.r]
+    return np.linalg.svd(spec.scale * (b.astype(np.float64) @ a.astype(np.float64)), compute_uv=False)[
+        : spec.r
+    ]
 
 
 def test_spectra_match_a_dense_svd(adapter_layers: tuple) -> None:
