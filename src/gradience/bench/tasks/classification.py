@@ -21,7 +21,7 @@ from gradience.bench.tasks.base import (
     Task,
     TaskData,
     load_auto_model,
-    render_template,  # fmt: skip
+    render_template,
     template_fields,
 )
 
