@@ -261,6 +261,23 @@ def resolve_policy(policy: Policy | str | Path, margin: float | None) -> Policy:
     return resolved if margin is None else resolved.with_margin(margin)
 
 
+def policy_outcome(pol: Policy, point: dict, n_seeds: int, ni: str, p_value: float) -> dict:
+    """The policy's verdict fields from its point rule and the NI verdict: one rule for every outcome
+    type (PASS needs the point rule and, when the policy requires it, non-inferiority)."""
+    point_passed, k_passed = bool(point["passed"]), int(point["k_passed"])
+    return {
+        "k_passed": k_passed,
+        "k_required": pol.required_passes(n_seeds),
+        "validated": f"{k_passed}/{n_seeds}",
+        "quorum_met": bool(point["quorum_met"]),
+        "floor_met": bool(point["floor_met"]),
+        "point_estimate_passed": point_passed,
+        "noninferiority": ni,
+        "noninferiority_p": p_value,
+        "passed": point_passed and (ni == "PASS" or not pol.require_noninferiority),
+    }
+
+
 def judge_variant(
     pairs: Sequence[Pair],
     policy: Policy | str | Path = "safe_uniform",
@@ -339,7 +356,6 @@ def judge_variant(
             distinct, confidence=pol.confidence, n_boot=n_boot, rng=np.random.default_rng(children[-1])
         )
     low, high, ni, p_value = decide(interval, pol.confidence, pol.margin, len(keep), seed_sd)
-    point_passed = bool(point["passed"])
     fields = dict(
         policy=pol.name,
         margin=pol.margin,
@@ -349,15 +365,7 @@ def judge_variant(
         n_distinct_seeds=len(keep),
         seed_sd_given=seed_sd,
         n_items=n_items,
-        k_passed=int(point["k_passed"]),
-        k_required=pol.required_passes(n_seeds),
-        validated=f"{int(point['k_passed'])}/{n_seeds}",
-        quorum_met=bool(point["quorum_met"]),
-        floor_met=bool(point["floor_met"]),
-        point_estimate_passed=point_passed,
-        noninferiority=ni,
-        noninferiority_p=p_value,
-        passed=point_passed and (ni == "PASS" or not pol.require_noninferiority),
+        **policy_outcome(pol, point, n_seeds, ni, p_value),
         mean_delta=mean,
         ci_low=low,
         ci_high=high,

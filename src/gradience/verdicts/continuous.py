@@ -25,6 +25,7 @@ from gradience.verdicts.aggregate import (
     decide,
     distinct_mask,
     one_seed_interval,
+    policy_outcome,
     resolve_policy,
 )
 from gradience.verdicts.errors import PolicyError
@@ -208,8 +209,6 @@ def judge_continuous(
         item_se, seed_se = float(np.sqrt(ci.item_var)), float(np.sqrt(ci.seed_var))
         df = float(ci.df) if np.isfinite(ci.df) else None
     low, high, ni, p_value = decide(interval, pol.confidence, margin, len(keep), seed_sd)
-    point_passed = bool(point["passed"])
-    k_passed = int(point["k_passed"])
     fields = dict(
         policy=pol.name,
         outcome="continuous",
@@ -223,15 +222,7 @@ def judge_continuous(
         n_distinct_seeds=len(keep),
         seed_sd_given=seed_sd,
         n_items=n_items,
-        k_passed=k_passed,
-        k_required=pol.required_passes(n_seeds),
-        validated=f"{k_passed}/{n_seeds}",
-        quorum_met=bool(point["quorum_met"]),
-        floor_met=bool(point["floor_met"]),
-        point_estimate_passed=point_passed,
-        noninferiority=ni,
-        noninferiority_p=p_value,
-        passed=point_passed and (ni == "PASS" or not pol.require_noninferiority),
+        **policy_outcome(pol, point, n_seeds, ni, p_value),
         mean_delta=mean,
         ci_low=low,
         ci_high=high,
