@@ -60,6 +60,7 @@ def _input_errors() -> tuple[type[BaseException], ...]:
         ("gradience.verdicts", "PolicyError"),
         ("gradience.check", "CheckInputError"),
         ("gradience.bench", "BenchInputError"),
+        ("gradience.merge", "MergeError"),
     ]:
         try:
             errors.append(getattr(__import__(mod, fromlist=[name]), name))

@@ -1,0 +1,87 @@
+"""Exact pairwise geometry of two low-rank updates from their factors; ΔW is never formed.
+
+Each update ΔW = s·B·A (A r×in, B out×r) is put in thin-SVD form U·diag(S)·Vᵀ by the audit's
+`factored_svd` (QR of B and of Aᵀ, SVD of the r×r core). Then, with M_U = U_Aᵀ·U_B and
+M_V = V_Aᵀ·V_B (r_A×r_B, one skinny product each):
+
+- the cosines of the principal angles between the column spaces are the singular values of
+  M_U restricted to each update's numerical rank (Björck & Golub 1973); rows likewise with M_V;
+- ⟨ΔW_A, ΔW_B⟩_F = tr(S_A·M_U·S_B·M_Vᵀ) = Σ_ij S_A,i·(M_U)_ij·S_B,j·(M_V)_ij, exactly.
+
+Cost per layer: four QRs of tall r-column matrices and two (out or in)×r_A×r_B products, against
+out·in·(r_A + r_B) flops just to form the two dense updates.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from gradience.audit import factored_svd
+from gradience.audit.metrics import numerical_rank
+from gradience.audit.spectra import one_blas_thread
+
+
+@dataclass
+class ThinSVD:
+    """ΔW = U·diag(S)·Vᵀ with the PEFT scale folded in (S ≥ 0, descending); k = numerical rank."""
+
+    u: torch.Tensor  # out×r, float64, orthonormal columns
+    s: np.ndarray  # r
+    v: torch.Tensor  # in×r
+    k: int
+
+    @property
+    def norm(self) -> float:
+        return float(np.sqrt((self.s**2).sum()))
+
+
+def thin_svd(a: torch.Tensor, b: torch.Tensor, scale: float) -> ThinSVD:
+    u, s, v = factored_svd(a, b)
+    if scale < 0:  # s·U·S·Vᵀ = U·(|s|·S)·(−V)ᵀ
+        v = -v
+    sigma = abs(scale) * s.numpy()
+    return ThinSVD(u, sigma, v, numerical_rank(sigma))
+
+
+@dataclass
+class PairGeometry:
+    col_cosines: np.ndarray  # cosines of the principal angles between column spaces, descending
+    row_cosines: np.ndarray
+    inner: float  # ⟨ΔW_A, ΔW_B⟩_F
+    norm_a: float
+    norm_b: float
+
+    @property
+    def cosine(self) -> float | None:
+        """cos(ΔW_A, ΔW_B) in the Frobenius inner product; None when either update is zero."""
+        den = self.norm_a * self.norm_b
+        return float(np.clip(self.inner / den, -1.0, 1.0)) if den > 0 else None
+
+    @staticmethod
+    def overlap(cosines: np.ndarray) -> float:
+        """Mean cos² of the principal angles: 1 when one subspace contains the other, 0 when orthogonal."""
+        return float((cosines**2).mean()) if cosines.size else 0.0
+
+
+def _cosines(m: np.ndarray) -> np.ndarray:
+    if 0 in m.shape:
+        return np.zeros(0)
+    with one_blas_thread():
+        c = np.linalg.svd(m, compute_uv=False)
+    return np.clip(c, 0.0, 1.0)
+
+
+def pair_geometry(x: ThinSVD, y: ThinSVD) -> PairGeometry:
+    mu = (x.u.T @ y.u).numpy()
+    mv = (x.v.T @ y.v).numpy()
+    inner = float((x.s[:, None] * mu * y.s[None, :] * mv).sum())
+    return PairGeometry(
+        col_cosines=_cosines(mu[: x.k, : y.k]),
+        row_cosines=_cosines(mv[: x.k, : y.k]),
+        inner=inner,
+        norm_a=x.norm,
+        norm_b=y.norm,
+    )
