@@ -10,6 +10,17 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 AUDIT_SCHEMA = "gradience.audit/v1"
 
 
+class BaseRelative(BaseModel):
+    """The update's size against the base weight it is added to (`audit.base_norms`)."""
+
+    base_key: str
+    base_spectral_norm: float  # ‖W‖₂
+    base_frob_norm: float  # ‖W‖_F
+    spectral_ratio: float  # ‖ΔW‖₂ / ‖W‖₂
+    frob_ratio: float  # ‖ΔW‖_F / ‖W‖_F
+    method: str  # "exact" | "power" (see base_norms for the tolerance)
+
+
 class LayerAudit(BaseModel):
     name: str
     module_type: str
@@ -33,6 +44,8 @@ class LayerAudit(BaseModel):
     finite: bool = True
     dora_magnitude: dict[str, float] | None = None
     top_singular_values: list[float] | None = None
+    rule_ranks: dict[str, int] | None = None  # rank under each rule of `audit.rules`, capped at r
+    base_relative: BaseRelative | None = None  # set by `audit --base-model`
     _sigma: np.ndarray | None = PrivateAttr(default=None)  # a plain default: no factory call per layer
 
     @property
@@ -88,6 +101,8 @@ class Suggestions(BaseModel):
     per_layer: RankSuggestion
     global_energy_90: RankSuggestion
     named_rules: dict[str, RankSuggestion]
+    rank_rule: str = "energy@0.90"  # the rule `per_layer` snaps (see audit.rules)
+    rank_rules: dict[str, RankSuggestion] = Field(default_factory=dict)  # each rule's own pattern
 
 
 class AuditIssue(BaseModel):
