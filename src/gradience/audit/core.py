@@ -12,6 +12,7 @@ import torch
 from gradience.audit import metrics as M
 from gradience.audit import rules as R
 from gradience.audit.classify import module_type
+from gradience.audit.concentration import concentration
 from gradience.audit.io import LayerSpec, open_adapter
 from gradience.audit.report import (
     AuditIssue,
@@ -241,6 +242,7 @@ def build_report(
         suggestions=suggest(layers, summary, allowed_ranks, per_layer_margin, rank_rule),
         issues=issues,
         layers=layers,
+        concentration=concentration(layers),
     )
 
 

@@ -21,6 +21,33 @@ class BaseRelative(BaseModel):
     method: str  # "exact" | "power" (see base_norms for the tolerance)
 
 
+class TypeConcentration(BaseModel):
+    n_layers: int
+    energy_share: float  # this type's share of the total update energy
+    hhi: float  # Herfindahl–Hirschman index of the shares within the type
+    effective_layers: float  # 1/HHI within the type
+
+
+class Concentration(BaseModel):
+    """Which layers did the adapting: shares of Σ‖ΔW‖²_F (see `audit.concentration`)."""
+
+    total_energy: float
+    hhi: float
+    effective_layers: float  # 1/HHI: n when all layers share equally, 1 when one does everything
+    by_type: dict[str, TypeConcentration]
+    top_layers: dict[str, float]  # the top-k layers by share, largest first
+
+
+class BaseSummary(BaseModel):
+    base_model: str
+    fingerprint: str
+    spectral_ratio_max: float
+    spectral_ratio_median: float
+    frob_ratio_max: float
+    frob_ratio_median: float
+    top_layers: list[str]  # largest ‖ΔW‖₂/‖W‖₂ first
+
+
 class LayerAudit(BaseModel):
     name: str
     module_type: str
@@ -44,6 +71,7 @@ class LayerAudit(BaseModel):
     finite: bool = True
     dora_magnitude: dict[str, float] | None = None
     top_singular_values: list[float] | None = None
+    energy_share: float | None = None  # ‖ΔW‖²_F over the adapter's total (audit.concentration)
     rule_ranks: dict[str, int] | None = None  # rank under each rule of `audit.rules`, capped at r
     base_relative: BaseRelative | None = None  # set by `audit --base-model`
     _sigma: np.ndarray | None = PrivateAttr(default=None)  # a plain default: no factory call per layer
@@ -123,6 +151,8 @@ class AuditReport(BaseModel):
     suggestions: Suggestions
     issues: list[AuditIssue]
     layers: list[LayerAudit]
+    concentration: Concentration | None = None  # audit.concentration, set by build_report
+    base_model: BaseSummary | None = None  # set by audit --base-model (audit.base_norms)
 
     def spectra(self) -> list[np.ndarray]:
         return [layer.sigma for layer in self.layers]

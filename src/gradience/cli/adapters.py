@@ -53,9 +53,10 @@ def audit(
             rank_rule=rank_rule,
         )
         if base_model is not None:
-            from gradience.cli.explain import attach_base
+            from gradience.audit.base_norms import attach_base_norms
+            from gradience.cli.base_model import resolve_base
 
-            attach_base(report, base_model)
+            attach_base_norms(report, resolve_base(base_model))
         if append is not None:
             from gradience.telemetry import append_event_to_run
 
