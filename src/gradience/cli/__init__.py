@@ -11,7 +11,7 @@ import sys
 
 import typer
 
-from gradience.cli import adapters, bench, merge, runs  # noqa: F401  (registers the commands)
+from gradience.cli import adapters, bench, explain, merge, runs  # noqa: F401  (registers the commands)
 from gradience.cli.bench import bench_app
 from gradience.cli.shell import _notes_to_stderr, app, prepare_process
 
