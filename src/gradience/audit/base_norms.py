@@ -80,33 +80,46 @@ class BaseWeights:
         self._f32 = np.empty(0, dtype=np.float32)
 
     def read(self, key: str) -> np.ndarray:
-        """The tensor as a 2-D float array (float32 or float64), valid until the next read."""
+        """The tensor as a 2-D float array (float32 or float64), valid until the next read. Half
+        precision is widened in ~16 MB chunks straight into one reused float32 buffer, so the peak
+        is the float32 matrix, not the file's copy beside it."""
         e = self.entries[key]
-        if self._raw.size < e.nbytes:
-            self._raw = np.empty(e.nbytes, dtype=np.uint8)
-        buf = self._raw[: e.nbytes]
-        with open(e.path, "rb", buffering=0) as fh:
-            if os.preadv(fh.fileno(), [memoryview(buf)], e.offset) != e.nbytes:
-                raise AdapterError(f"truncated tensor {key!r} in {e.path}")
         rows = e.shape[0] if e.shape else 1
-        raw = buf.view(_DTYPES[e.dtype]).reshape(rows, -1)
-        if e.dtype == "BF16":  # bf16 is the top half of a float32
-            n = raw.size
-            if self._f32.size < n:
-                self._f32 = np.empty(n, dtype=np.float32)
-            out = self._f32[:n].reshape(raw.shape)
-            bits = out.view(np.uint32)
-            bits[...] = raw
-            bits <<= 16
-            return out
-        if e.dtype == "F16":
-            n = raw.size
-            if self._f32.size < n:
-                self._f32 = np.empty(n, dtype=np.float32)
-            out = self._f32[:n].reshape(raw.shape)
-            out[...] = raw
-            return out
-        return raw
+        with open(e.path, "rb", buffering=0) as fh:
+            if e.dtype in ("F32", "F64"):
+                return (
+                    self._pread(fh, e, e.offset, e.nbytes, self._grow("_raw", e.nbytes, np.uint8))
+                    .view(_DTYPES[e.dtype])
+                    .reshape(rows, -1)
+                )
+            n = e.nbytes // 2
+            out = self._grow("_f32", n, np.float32)[:n]
+            step = 1 << 23  # entries per chunk
+            chunk = self._grow("_raw", 2 * min(step, n), np.uint8)
+            for i in range(0, n, step):
+                m = min(step, n - i)
+                half = self._pread(fh, e, e.offset + 2 * i, 2 * m, chunk).view(_DTYPES[e.dtype])
+                if e.dtype == "BF16":  # bf16 is the top half of a float32
+                    bits = out[i : i + m].view(np.uint32)
+                    bits[...] = half
+                    bits <<= 16
+                else:
+                    out[i : i + m] = half
+            return out.reshape(rows, -1)
+
+    def _grow(self, name: str, n: int, dtype: type) -> np.ndarray:
+        buf = getattr(self, name)
+        if buf.size < n:
+            buf = np.empty(n, dtype=dtype)
+            setattr(self, name, buf)
+        return buf
+
+    @staticmethod
+    def _pread(fh, e: _Entry, offset: int, nbytes: int, buf: np.ndarray) -> np.ndarray:  # type: ignore[no-untyped-def]
+        view = buf.view(np.uint8)[:nbytes]
+        if nbytes and os.preadv(fh.fileno(), [memoryview(view)], offset) != nbytes:
+            raise AdapterError(f"truncated tensor in {e.path}")
+        return view
 
 
 def _header(path: Path) -> tuple[bytes, int]:

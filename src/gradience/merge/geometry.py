@@ -1,15 +1,18 @@
 """Exact pairwise geometry of two low-rank updates from their factors; ΔW is never formed.
 
-Each update ΔW = s·B·A (A r×in, B out×r) is put in thin-SVD form U·diag(S)·Vᵀ by the audit's
-`factored_svd` (QR of B and of Aᵀ, SVD of the r×r core). Then, with M_U = U_Aᵀ·U_B and
+Each update ΔW = s·B·A (A r×in, B out×r) is put in thin-SVD form U·diag(S)·Vᵀ from its r×r
+cores: compress's `truncate_factors` at k = r gives the balanced factors B' = U·√S, A' = √S·Vᵀ
+(from the Gram cores and an SVD of the r×r core, falling back to QR of B and of Aᵀ when a core is
+ill-conditioned — see compress/factors.py), so U = B'/√S and V = A'ᵀ/√S. Householder QR of the
+tall factors costs 10-50× more than the Gram products here. Then, with M_U = U_Aᵀ·U_B and
 M_V = V_Aᵀ·V_B (r_A×r_B, one skinny product each):
 
 - the cosines of the principal angles between the column spaces are the singular values of
   M_U restricted to each update's numerical rank (Björck & Golub 1973); rows likewise with M_V;
 - ⟨ΔW_A, ΔW_B⟩_F = tr(S_A·M_U·S_B·M_Vᵀ) = Σ_ij S_A,i·(M_U)_ij·S_B,j·(M_V)_ij, exactly.
 
-Cost per layer: four QRs of tall r-column matrices and two (out or in)×r_A×r_B products, against
-out·in·(r_A + r_B) flops just to form the two dense updates.
+Cost per layer: a few (out or in)×r×r products per update, against out·in·(r_A + r_B) flops just
+to form the two dense updates.
 """
 
 from __future__ import annotations
@@ -19,9 +22,9 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from gradience.audit import factored_svd
 from gradience.audit.metrics import numerical_rank
 from gradience.audit.spectra import one_blas_thread
+from gradience.compress import truncate_factors
 
 
 @dataclass
@@ -39,11 +42,17 @@ class ThinSVD:
 
 
 def thin_svd(a: torch.Tensor, b: torch.Tensor, scale: float) -> ThinSVD:
-    u, s, v = factored_svd(a, b)
+    r = a.shape[0]
+    a2, b2 = truncate_factors(a, b, r)  # B' = U·√S (out×r), A' = √S·Vᵀ (r×in), S descending
+    s = (b2 * b2).sum(dim=0)  # ‖U_i·√S_i‖² = S_i
+    k = numerical_rank(s.numpy())
+    inv = torch.zeros_like(s)
+    inv[:k] = s[:k].rsqrt()
+    u, v = b2 * inv, a2.T * inv  # directions beyond the numerical rank are left zero
     if scale < 0:  # s·U·S·Vᵀ = U·(|s|·S)·(−V)ᵀ
         v = -v
     sigma = abs(scale) * s.numpy()
-    return ThinSVD(u, sigma, v, numerical_rank(sigma))
+    return ThinSVD(u, sigma, v, k)
 
 
 @dataclass
