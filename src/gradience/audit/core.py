@@ -9,7 +9,9 @@ from typing import Any
 import numpy as np
 
 from gradience.audit import metrics as M
+from gradience.audit import rules as R
 from gradience.audit.classify import module_type
+from gradience.audit.concentration import concentration
 from gradience.audit.io import LayerSpec, open_adapter
 from gradience.audit.report import (
     AuditIssue,
@@ -109,6 +111,7 @@ def audit_layer(
         finite=finite,
         dora_magnitude=dora,
         top_singular_values=[float(x) for x in sigma[:top_k]] if top_k else None,
+        rule_ranks=R.rule_ranks(sigma, spec.r),
     )
     layer._sigma = sigma
     return layer, issues
@@ -158,6 +161,7 @@ def suggest(
     summary: AuditSummary,
     allowed_ranks: Sequence[int] | None,
     per_layer_margin: float,
+    rank_rule: str = R.DEFAULT_RULE,
 ) -> Suggestions:
     shapes = [LayerShape(la.name, la.r, la.in_features, la.out_features) for la in layers]
     max_r = max(la.r for la in layers)
@@ -177,13 +181,21 @@ def suggest(
         rank = snap_rank(q, allowed, max_r)
         return make(rule, lora_params_at(shapes, rank), rank=rank)
 
-    pattern = {la.name: snap_rank(la.energy_rank_90 * per_layer_margin, allowed, la.r) for la in layers}
+    chosen = R.parse_rule(rank_rule)
+    need = {
+        la.name: la.energy_rank_90 if chosen.name == R.DEFAULT_RULE else chosen(la.sigma) for la in layers
+    }
+    pattern = {la.name: snap_rank(need[la.name] * per_layer_margin, allowed, la.r) for la in layers}
     spectra = [la.sigma for la in layers]
     alloc = allocate(shapes, spectra, energy=0.90)
     named = {}
     for rule, (fn, p) in NAMED_RULES.items():
         pat = {la.name: min(la.r, fn(la.sigma, p)) for la in layers}
         named[rule] = make(rule, lora_params_at(shapes, pat), rank_pattern=pat, parameter=p)
+    by_rule = {}
+    for name in R.REPORTED_RULES:
+        pat = {la.name: (la.rule_ranks or R.rule_ranks(la.sigma, la.r))[name] for la in layers}
+        by_rule[name] = make(name, lora_params_at(shapes, pat), rank_pattern=pat)
     return Suggestions(
         allowed_ranks=allowed,
         per_layer_margin=per_layer_margin,
@@ -200,6 +212,8 @@ def suggest(
             retained_energy=alloc.retained_energy,
         ),
         named_rules=named,
+        rank_rule=chosen.name,
+        rank_rules=by_rule,
     )
 
 
@@ -211,6 +225,7 @@ def build_report(
     adapter_info: dict[str, Any],
     allowed_ranks: Sequence[int] | None = None,
     per_layer_margin: float = 1.0,
+    rank_rule: str = R.DEFAULT_RULE,
 ) -> AuditReport:
     layers: list[LayerAudit] = []
     issues: list[AuditIssue] = []
@@ -223,9 +238,10 @@ def build_report(
         source=source,
         adapter=adapter_info,
         summary=summary,
-        suggestions=suggest(layers, summary, allowed_ranks, per_layer_margin),
+        suggestions=suggest(layers, summary, allowed_ranks, per_layer_margin, rank_rule),
         issues=issues,
         layers=layers,
+        concentration=concentration(layers),
     )
 
 
@@ -238,6 +254,7 @@ def audit_adapter(
     per_layer_margin: float = 1.0,
     top_singular_values: int = 0,
     progress: bool = False,
+    rank_rule: str = R.DEFAULT_RULE,
 ) -> AuditReport:
     """Audit an adapter folder, one layer in memory at a time."""
     adapter = open_adapter(peft_dir, adapter_config, weights)
@@ -282,4 +299,5 @@ def audit_adapter(
         adapter_info=info,
         allowed_ranks=allowed_ranks,
         per_layer_margin=per_layer_margin,
+        rank_rule=rank_rule,
     )

@@ -95,6 +95,10 @@ class Adapter:
         assert self._store is not None
         return decode(self._store.read(key), self._store.code(key))
 
+    def shape(self, key: str) -> tuple[int, ...]:
+        assert self._store is not None
+        return tuple(self._store.shape(key))
+
     def stored(self, key: str) -> tuple[str, np.ndarray]:
         """(safetensors dtype code, storage array): the bytes as they are, for copying."""
         assert self._store is not None

@@ -5,6 +5,7 @@ from __future__ import annotations
 from rich.console import Console
 from rich.table import Table
 
+from gradience.audit.render_gain import render_gain
 from gradience.audit.report import AuditReport, LayerAudit
 
 
@@ -73,21 +74,25 @@ def render_audit(
             f"{ts.energy_rank_90_p90:g}",
         )
     con.print(by)
+    render_gain(report, con)
 
     sg = report.suggestions
     st = Table(title=f"Rank suggestions (allowed ranks {sg.allowed_ranks})", title_justify="left")
     for col in ("rule", "rank", "LoRA params", "LoRA-only reduction", "total-trainable reduction"):
         st.add_column(col, justify="right")
-    rows = [sg.uniform_median, sg.uniform_p90, sg.per_layer, sg.global_energy_90, *sg.named_rules.values()]
+    rows = [sg.uniform_median, sg.uniform_p90, sg.per_layer, sg.global_energy_90, *sg.rank_rules.values()]
+    rows += list(sg.named_rules.values())
     for rs in rows:
         rank = str(rs.rank) if rs.rank is not None else "per-layer"
         name = rs.rule if rs.parameter is None else f"{rs.rule} ({rs.parameter:g})"
+        if rs is sg.per_layer and sg.rank_rule != "energy@0.90":
+            name += f" [{sg.rank_rule}]"
         st.add_row(name, rank, f"{rs.lora_params:,}", _pct(rs.lora_reduction), _pct(rs.total_reduction))
     con.print(st)
 
     if suggest_per_layer and sg.per_layer.rank_pattern:
         con.print(
-            "[bold]per_layer rank_pattern[/bold] (snap(energy_rank_90 × margin), capped at each layer's r):"
+            f"[bold]per_layer rank_pattern[/bold] (snap({sg.rank_rule} rank × margin), capped at each layer's r):"
         )
         con.print_json(data=sg.per_layer.rank_pattern)
     if top_wasteful:

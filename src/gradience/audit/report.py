@@ -10,6 +10,44 @@ from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 AUDIT_SCHEMA = "gradience.audit/v1"
 
 
+class BaseRelative(BaseModel):
+    """The update's size against the base weight it is added to (`audit.base_norms`)."""
+
+    base_key: str
+    base_spectral_norm: float  # ‖W‖₂
+    base_frob_norm: float  # ‖W‖_F
+    spectral_ratio: float  # ‖ΔW‖₂ / ‖W‖₂
+    frob_ratio: float  # ‖ΔW‖_F / ‖W‖_F
+    method: str  # "exact" | "power" (see base_norms for the tolerance)
+
+
+class TypeConcentration(BaseModel):
+    n_layers: int
+    energy_share: float  # this type's share of the total update energy
+    hhi: float  # Herfindahl–Hirschman index of the shares within the type
+    effective_layers: float  # 1/HHI within the type
+
+
+class Concentration(BaseModel):
+    """Which layers did the adapting: shares of Σ‖ΔW‖²_F (see `audit.concentration`)."""
+
+    total_energy: float
+    hhi: float
+    effective_layers: float  # 1/HHI: n when all layers share equally, 1 when one does everything
+    by_type: dict[str, TypeConcentration]
+    top_layers: dict[str, float]  # the top-k layers by share, largest first
+
+
+class BaseSummary(BaseModel):
+    base_model: str
+    fingerprint: str
+    spectral_ratio_max: float
+    spectral_ratio_median: float
+    frob_ratio_max: float
+    frob_ratio_median: float
+    top_layers: list[str]  # largest ‖ΔW‖₂/‖W‖₂ first
+
+
 class LayerAudit(BaseModel):
     name: str
     module_type: str
@@ -33,6 +71,9 @@ class LayerAudit(BaseModel):
     finite: bool = True
     dora_magnitude: dict[str, float] | None = None
     top_singular_values: list[float] | None = None
+    energy_share: float | None = None  # ‖ΔW‖²_F over the adapter's total (audit.concentration)
+    rule_ranks: dict[str, int] | None = None  # rank under each rule of `audit.rules`, capped at r
+    base_relative: BaseRelative | None = None  # set by `audit --base-model`
     _sigma: np.ndarray | None = PrivateAttr(default=None)  # a plain default: no factory call per layer
 
     @property
@@ -88,6 +129,8 @@ class Suggestions(BaseModel):
     per_layer: RankSuggestion
     global_energy_90: RankSuggestion
     named_rules: dict[str, RankSuggestion]
+    rank_rule: str = "energy@0.90"  # the rule `per_layer` snaps (see audit.rules)
+    rank_rules: dict[str, RankSuggestion] = Field(default_factory=dict)  # each rule's own pattern
 
 
 class AuditIssue(BaseModel):
@@ -108,6 +151,8 @@ class AuditReport(BaseModel):
     suggestions: Suggestions
     issues: list[AuditIssue]
     layers: list[LayerAudit]
+    concentration: Concentration | None = None  # audit.concentration, set by build_report
+    base_model: BaseSummary | None = None  # set by audit --base-model (audit.base_norms)
 
     def spectra(self) -> list[np.ndarray]:
         return [layer.sigma for layer in self.layers]

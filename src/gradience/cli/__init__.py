@@ -17,8 +17,9 @@ from gradience.cli.shell import _notes_to_stderr, prepare_process
 
 __all__ = ["app", "bench_app", "bench_main", "main", "prepare_process"]
 
-_GROUPS = {  # command → the module that registers it (in --help's order: adapters, bench, certify, runs)
+_GROUPS = {  # command → the module that registers it (in --help's order)
     "audit": "adapters", "compress": "adapters", "truncate": "adapters",
+    "explain": "explain", "merge-audit": "merge", "merge": "merge",
     "bench": "bench", "certify": "certify", "check": "runs", "monitor": "runs", "report": "runs",
 }  # fmt: skip
 

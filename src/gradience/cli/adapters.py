@@ -26,6 +26,12 @@ def audit(
     suggest_per_layer: bool = typer.Option(False, help="Show the per-layer rank_pattern suggestion."),
     allowed_ranks: str | None = typer.Option(None, help="Allowed ranks, e.g. '1,2,4,8,16,32'."),
     per_layer_margin: float = typer.Option(1.0, help="Multiplier on each layer's energy_rank_90."),
+    rank_rule: str = typer.Option(
+        "energy@0.90", "--rank-rule", help="Rule of the per-layer suggestion: energy@T | knee | erank | oht."
+    ),
+    base_model: str | None = typer.Option(
+        None, "--base-model", help="Base model folder (or alias): add ‖ΔW‖/‖W‖ per layer, streamed."
+    ),
     strict: bool = typer.Option(False, "--strict", help="Exit 1 when the report has issues."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
     json_format: str = typer.Option(
@@ -38,9 +44,11 @@ def audit(
 
     def body() -> int:
         from gradience.audit import AdapterError, audit_adapter
+        from gradience.audit.rules import parse_rule
 
         if json_format not in ("v1", "v0.3"):
             raise AdapterError(f"--format must be v1 or v0.3, got {json_format!r}")
+        parse_rule(rank_rule)  # a typo fails before the pass, not after it
         report = audit_adapter(
             peft_dir,
             adapter_config=adapter_config,
@@ -48,7 +56,13 @@ def audit(
             allowed_ranks=_parse_ranks(allowed_ranks),
             per_layer_margin=per_layer_margin,
             top_singular_values=top_singular_values,
+            rank_rule=rank_rule,
         )
+        if base_model is not None:
+            from gradience.audit.base_norms import attach_base_norms
+            from gradience.cli.base_model import resolve_base
+
+            attach_base_norms(report, resolve_base(base_model))
         if append is not None:
             from gradience.telemetry import append_event_to_run
 
@@ -85,6 +99,9 @@ def compress(
     budget_params: int | None = typer.Option(None, help="Global LoRA-parameter budget (allocator)."),
     budget_ratio: float | None = typer.Option(None, help="Budget as a fraction of today's LoRA params."),
     from_audit: bool = typer.Option(False, "--from-audit", help="The audit's per-layer suggestion."),
+    rank_rule: str | None = typer.Option(
+        None, "--rank-rule", help="Per layer: energy@T | knee | erank | oht."
+    ),
     allowed_ranks: str | None = typer.Option(None, help="Allowed ranks, e.g. '1,2,4,8,16,32'."),
     alpha_mode: str = typer.Option(
         "keep_scale", "--alpha-mode", help="keep_scale (rescale α) | keep_alpha (factors absorb it)."
@@ -108,11 +125,15 @@ def compress(
         )
 
         given = {"--rank": rank, "--energy": energy, "--budget-params": budget_params}
-        given |= {"--budget-ratio": budget_ratio, "--from-audit": from_audit or None}
+        given |= {
+            "--budget-ratio": budget_ratio,
+            "--from-audit": from_audit or None,
+            "--rank-rule": rank_rule,
+        }
         chosen = [flag for flag, value in given.items() if value is not None]
         if len(chosen) != 1:
             raise CompressError(
-                "choose exactly one of --rank, --energy, --budget-params, --budget-ratio, --from-audit"
+                "choose exactly one of --rank, --energy, --budget-params, --budget-ratio, --from-audit, --rank-rule"
                 + (f" (got {', '.join(chosen)})" if chosen else "")
             )
         plan = CompressionPlan(
@@ -121,6 +142,7 @@ def compress(
             budget_params=budget_params,
             budget_ratio=budget_ratio,
             from_audit=from_audit,
+            rank_rule=rank_rule,
             allowed_ranks=_parse_ranks(allowed_ranks),
             alpha_mode=_choice(alpha_mode, "--alpha-mode", ALPHA_MODES),
             dtype=None if dtype is None else _choice(dtype, "--dtype", SAVE_DTYPES),

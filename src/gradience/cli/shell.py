@@ -61,6 +61,7 @@ _INPUT_ERRORS = [  # (defining module, class): every package's "bad input" excep
     ("gradience.verdicts.errors", "PolicyError"),
     ("gradience.check.errors", "CheckInputError"),
     ("gradience.bench", "BenchInputError"),
+    ("gradience.merge.errors", "MergeError"),
 ]
 
 

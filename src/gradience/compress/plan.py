@@ -14,14 +14,17 @@ from typing import Literal, get_args
 import numpy as np
 from pydantic import BaseModel, ConfigDict
 
-from gradience.audit import LayerShape, allocate, energy_rank, pattern_key, snap_rank
+from gradience.audit import AdapterError, LayerShape, allocate, energy_rank, pattern_key, snap_rank
+from gradience.audit.rules import parse_rule
 from gradience.compress.errors import CompressError
 
 AlphaMode = Literal["keep_scale", "keep_alpha"]
 SaveDtype = Literal["fp16", "bf16", "fp32"]
 ALPHA_MODES: tuple[str, ...] = get_args(AlphaMode)
 SAVE_DTYPES: tuple[str, ...] = get_args(SaveDtype)
-Strategy = Literal["rank", "energy", "budget_params", "budget_ratio", "from_audit", "rank_pattern"]
+Strategy = Literal[
+    "rank", "energy", "budget_params", "budget_ratio", "from_audit", "rank_pattern", "rank_rule"
+]
 STRATEGIES: tuple[Strategy, ...] = (
     "rank",
     "energy",
@@ -29,6 +32,7 @@ STRATEGIES: tuple[Strategy, ...] = (
     "budget_ratio",
     "from_audit",
     "rank_pattern",
+    "rank_rule",
 )
 
 
@@ -42,6 +46,8 @@ class CompressionPlan(BaseModel):
     - `from_audit`: the audit's `per_layer` suggestion (snap(energy_rank_90 × margin)).
     - `rank_pattern`: explicit ranks; keys resolve like PEFT's rank_pattern (a full layer name,
       or a regex `K` matching `(.*\\.)?(K)$`); unlisted layers keep their rank.
+    - `rank_rule`: per layer, the rank under a rule of `gradience.audit.rules` (energy@T, knee,
+      erank, oht), snapped to `allowed_ranks` when given.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -52,6 +58,7 @@ class CompressionPlan(BaseModel):
     budget_ratio: float | None = None
     from_audit: bool = False
     rank_pattern: dict[str, int] | None = None
+    rank_rule: str | None = None
     allowed_ranks: list[int] | None = None
     per_layer_margin: float = 1.0
     # keep_scale: each layer's α is rescaled so PEFT's scale stays (ΔW is the rank-k truncation);
@@ -75,8 +82,8 @@ class CompressionPlan(BaseModel):
         if len(chosen) != 1:
             got = ", ".join(chosen) or "none"
             raise CompressError(
-                "choose exactly one strategy: rank, energy, budget_params, budget_ratio, from_audit "
-                f"or rank_pattern (got {got})"
+                "choose exactly one strategy: rank, energy, budget_params, budget_ratio, from_audit, "
+                f"rank_pattern or rank_rule (got {got})"
             )
         if self.rank is not None and self.rank < 1:
             raise CompressError(f"rank must be ≥ 1, got {self.rank}")
@@ -92,6 +99,11 @@ class CompressionPlan(BaseModel):
             raise CompressError(f"allowed_ranks must be positive integers, got {self.allowed_ranks}")
         if self.rank is not None and self.allowed_ranks and self.rank not in self.allowed_ranks:
             raise CompressError(f"rank {self.rank} is not in allowed_ranks {sorted(self.allowed_ranks)}")
+        if self.rank_rule is not None:
+            try:
+                parse_rule(self.rank_rule)
+            except AdapterError as exc:
+                raise CompressError(str(exc)) from None
         for key, k in (self.rank_pattern or {}).items():
             if int(k) < 1:
                 raise CompressError(f"rank_pattern[{key!r}] must be ≥ 1, got {k}")
@@ -114,6 +126,13 @@ def choose_ranks(
         ranks = {}
         for la, sigma in zip(shapes, spectra, strict=True):
             need = max(1, energy_rank(sigma, float(plan.energy or 1.0)))
+            ranks[la.name] = snap_rank(need, allowed, la.r) if allowed else min(need, la.r)
+        return ranks
+    if strategy == "rank_rule":
+        rule = parse_rule(str(plan.rank_rule))
+        ranks = {}
+        for la, sigma in zip(shapes, spectra, strict=True):
+            need = rule(sigma)
             ranks[la.name] = snap_rank(need, allowed, la.r) if allowed else min(need, la.r)
         return ranks
     if strategy == "from_audit":

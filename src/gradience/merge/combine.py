@@ -1,0 +1,196 @@
+"""merge_adapters: several PEFT LoRA adapters on one base → one PEFT LoRA adapter.
+
+linear: the weighted sum Σ w_t·s_t·B_t·A_t is itself a product of concatenated factors,
+        [w_1·s_1·B_1 … w_n·s_n·B_n]·[A_1; …; A_n], written as is: lossless, rank Σ r_t.
+svd:    the same concatenation, truncated by the audit's r×r-core machinery (compress's
+        `truncate_factors`): the Eckart–Young best rank-k approximation of that exact sum, with
+        ΔW never formed. k: --rank, --energy, or by default the largest input rank.
+ties, dare: elementwise on the dense updates (see `elementwise`), one layer at a time, then an
+        SVD of the merged dense update to --rank / --energy or its full numerical rank.
+
+Every written layer has α = its rank, so PEFT's scale is exactly 1 and the factors carry the
+whole merged update. Output tensors are kept until the file is written (memory: the output
+adapter plus one layer's work), then streamed into safetensors.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+
+from gradience.audit import Adapter, LayerSpec, energy_rank, module_type
+from gradience.audit.metrics import numerical_rank
+from gradience.audit.spectra import gram_cores, one_blas_thread, spectrum_from_grams
+from gradience.audit.store import encode
+from gradience.compress import truncate_factors
+from gradience.compress.peft_config import LayerTarget, build_config
+from gradience.compress.st_writer import SafetensorsStreamWriter
+from gradience.files import check_output_dir, staged_output, write_json_atomic
+from gradience.merge import elementwise
+from gradience.merge.errors import MergeError
+from gradience.merge.heads import carried_tensors, input_label, resolve_head_from
+from gradience.merge.inputs import common_base, layer_maps, open_inputs
+from gradience.merge.plan import MergePlan
+from gradience.merge.report import MergedLayer, MergeReport
+
+_CODES = {"fp32": "F32", "fp16": "F16", "bf16": "BF16"}  # --dtype → safetensors code
+
+
+@dataclass
+class _Part:
+    """One input's contribution to one layer: ΔW_t = scale·B·A, weighted by w."""
+
+    index: int
+    weight: float
+    spec: LayerSpec
+    a: np.ndarray  # float64, r×in
+    b: np.ndarray  # float64, out×r
+
+
+def _rank(plan: MergePlan, sigma: np.ndarray, default: int, cap: int) -> int:
+    if plan.rank is not None:
+        k = plan.rank
+    elif plan.energy is not None:
+        k = energy_rank(sigma, plan.energy)
+    else:
+        k = default
+    return max(1, min(k, cap))
+
+
+def _merge_layer(
+    plan: MergePlan, parts: list[_Part], j: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A' k×in, B' out×k, σ of the exact merged update) for one layer."""
+    if plan.method in ("linear", "svd"):
+        a_cat = np.concatenate([p.a for p in parts])
+        b_cat = np.concatenate([p.weight * p.spec.scale * p.b for p in parts], axis=1)
+        cores = gram_cores(a_cat, b_cat)
+        sigma = spectrum_from_grams(cores.ga, cores.gb)
+        if plan.method == "linear":
+            return a_cat, b_cat, sigma
+        cap = min(a_cat.shape[0], a_cat.shape[1], b_cat.shape[0])
+        k = _rank(plan, sigma, max(p.spec.r for p in parts), cap)
+        a2, b2 = truncate_factors(a_cat, b_cat, k, (cores.ga, cores.gb))
+        return a2, b2, sigma
+    deltas = [p.spec.scale * (p.b @ p.a) for p in parts]
+    weights = [p.weight for p in parts]
+    density = float(plan.density_used or 1.0)
+    if plan.method == "ties":
+        merged = elementwise.ties(deltas, weights, density)
+    else:
+        merged = elementwise.dare(deltas, weights, density, plan.seed, j, [p.index for p in parts])
+    del deltas
+    u, s, vh = np.linalg.svd(merged, full_matrices=False)
+    k = _rank(plan, s, max(1, numerical_rank(s, rtol=max(merged.shape) * np.finfo(np.float64).eps)), s.size)
+    root = np.sqrt(s[:k])
+    return root[:, None] * vh[:k], u[:, :k] * root, s
+
+
+def _check_configs(paths: list[Path], adapters: list[Adapter]) -> None:
+    for field in ("fan_in_fan_out", "task_type"):
+        values = {getattr(ad.config, field) for ad in adapters}
+        if len(values) > 1:
+            raise MergeError(
+                f"the inputs disagree on {field} ({', '.join(map(str, sorted(values, key=str)))})"
+            )
+
+
+def _order(paths: list[Path], maps: list[dict[str, LayerSpec]], allow_missing: bool) -> list[str]:
+    names: list[str] = []
+    for layers in maps:
+        names += [n for n in layers if n not in names]
+    if not allow_missing:
+        for name in names:
+            missing = [str(p) for p, layers in zip(paths, maps, strict=True) if name not in layers]
+            if missing:
+                raise MergeError(
+                    f"module {name} is not adapted by {missing[0]}; pass --allow-missing to count "
+                    "a missing update as zero"
+                )
+    return names
+
+
+def merge_adapters(
+    sources: list[Path], dst: Path, plan: MergePlan, *, overwrite: bool = False
+) -> MergeReport:
+    """Merge the adapters in `sources` into a new PEFT adapter folder `dst` (written atomically)."""
+    from gradience import __version__
+
+    paths = [Path(s) for s in sources]
+    weights = plan.resolved_weights(len(paths))
+    dst = Path(dst)
+    check_output_dir(dst, paths, overwrite=overwrite)
+    head_ix = resolve_head_from(plan.head_from, paths) if plan.head_from is not None else None
+    adapters = open_inputs(paths)
+    base = common_base(paths, adapters)
+    _check_configs(paths, adapters)
+    maps = layer_maps(paths, adapters)
+    names = _order(paths, maps, plan.allow_missing)
+    carried, cfg_ix = carried_tensors(adapters, paths, head_ix)
+    code = _CODES[plan.dtype]
+    tensors: dict[str, tuple[str, np.ndarray]] = {}  # key → (safetensors code, storage array)
+    rows, targets = [], []
+    with one_blas_thread():
+        for j, name in enumerate(names):
+            parts, shapes = [], []
+            for i, (ad, layers) in enumerate(zip(adapters, maps, strict=True)):
+                if name in layers:
+                    sp = layers[name]
+                    shapes.append((ad.shape(sp.a_key), ad.shape(sp.b_key)))
+                    a, b = ad.factors(sp)  # matrices, bf16 widened; conv kernels flattened
+                    parts.append(_Part(i, weights[i], sp, a.astype(np.float64), b.astype(np.float64)))
+            a2, b2, sigma = _merge_layer(plan, parts, j)
+            k, spec = a2.shape[0], parts[0].spec
+            a_shape, b_shape = shapes[0]
+            tensors[spec.a_key] = (code, encode(a2.reshape(k, *a_shape[1:]), code))
+            tensors[spec.b_key] = (code, encode(b2.reshape(b_shape[0], k, *b_shape[2:]), code))
+            e = sigma**2
+            total = float(e.sum())
+            rows.append(
+                MergedLayer(
+                    name=name,
+                    module_type=module_type(name),
+                    sources=len(parts),
+                    input_ranks=[p.spec.r for p in parts],
+                    rank=k,
+                    frob_norm=total**0.5,
+                    retained_energy=float(e[:k].sum()) / total if total > 0 else 1.0,
+                    frob_error=float(max(e[k:].sum(), 0.0)) ** 0.5,
+                )
+            )
+            targets.append(LayerTarget(name, k, float(k), 1.0))
+    raw = dict(adapters[cfg_ix].config.raw)
+    raw.update(
+        use_rslora=False,
+        use_dora=False,
+        target_modules=sorted(names),
+        layers_to_transform=None,
+        layers_pattern=None,
+        base_model_name_or_path=base,
+    )
+    config = build_config(raw, targets, rslora=False)
+    report = MergeReport(
+        gradience_version=__version__,
+        method=plan.method,
+        sources=[str(p) for p in paths],
+        weights=weights,
+        options=plan.model_dump(mode="json", exclude={"method", "weights"}, exclude_none=True)
+        | ({"density": plan.density_used} if plan.density_used is not None else {}),
+        base_model=base,
+        destination=str(dst),
+        carried_keys=list(carried),
+        head_from=input_label(head_ix) if head_ix is not None else None,
+        lora_params=sum(t.size for _, t in tensors.values()),
+        layers=rows,
+    )
+    tensors.update(carried)
+    entries = [(key, c, tuple(t.shape)) for key, (c, t) in tensors.items()]
+    with staged_output(dst, kind="merge", inputs=paths, overwrite=overwrite) as tmp:
+        with SafetensorsStreamWriter(tmp / "adapter_model.safetensors", entries, {"format": "pt"}) as writer:
+            for key, (_, t) in tensors.items():
+                writer.write(key, t)
+        write_json_atomic(tmp / "adapter_config.json", config)
+        write_json_atomic(tmp / "merge_report.json", report.to_json())
+    return report
