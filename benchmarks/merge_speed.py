@@ -25,6 +25,7 @@ import tempfile
 import time
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import save_file
 
@@ -63,8 +64,12 @@ def clock(fn) -> tuple[float, float]:
     return time.perf_counter() - w0, time.process_time() - c0
 
 
+def _torch(x: tuple) -> tuple:
+    return (torch.from_numpy(x[0]), torch.from_numpy(x[1]), x[2])
+
+
 def dense_audit_layer(x: tuple, y: tuple) -> None:
-    (a1, b1, s1), (a2, b2, s2) = x, y
+    (a1, b1, s1), (a2, b2, s2) = _torch(x), _torch(y)
     d1, d2 = s1 * (b1.float() @ a1.float()), s2 * (b2.float() @ a2.float())
     u1, _, v1 = torch.linalg.svd(d1, full_matrices=False)
     u2, _, v2 = torch.linalg.svd(d2, full_matrices=False)
@@ -75,7 +80,7 @@ def dense_audit_layer(x: tuple, y: tuple) -> None:
 
 
 def dense_svd_merge_layer(x: tuple, y: tuple, k: int) -> None:
-    (a1, b1, s1), (a2, b2, s2) = x, y
+    (a1, b1, s1), (a2, b2, s2) = _torch(x), _torch(y)
     d = 0.5 * s1 * (b1.float() @ a1.float()) + 0.5 * s2 * (b2.float() @ a2.float())
     u, s, vh = torch.linalg.svd(d, full_matrices=False)
     (u[:, :k] * s[:k]).contiguous(), vh[:k].contiguous()
@@ -88,8 +93,8 @@ def ours_audit_layer(x: tuple, y: tuple) -> None:
 
 def ours_svd_merge_layer(x: tuple, y: tuple, k: int) -> None:
     (a1, b1, s1), (a2, b2, s2) = x, y
-    a = torch.cat([a1.double(), a2.double()])
-    b = torch.cat([0.5 * s1 * b1.double(), 0.5 * s2 * b2.double()], dim=1)
+    a = np.concatenate([a1, a2]).astype(np.float64)
+    b = np.concatenate([0.5 * s1 * b1.astype(np.float64), 0.5 * s2 * b2.astype(np.float64)], axis=1)
     with one_blas_thread():
         cores = gram_cores(a, b)
         spectrum_from_grams(cores.ga, cores.gb)

@@ -121,3 +121,17 @@ def test_an_adapter_head_that_does_not_fit_the_data_is_bad_input(tmp_path: Path,
         code == 2 and "does not fit the base model" in err and "--labels" in err and err.count("\n") == 1
     ), err
     assert not (tmp_path / "out").exists()
+
+
+def test_rules_ladder_end_to_end(tmp_path: Path, trained_adapter: Path, eval_tsv: Path) -> None:
+    from gradience.compress import CompressionPlan, compress_adapter
+
+    code, out, err = _run(*_args(trained_adapter, eval_tsv, tmp_path / "out", "--ladder", "rules", "--steps",
+                               "energy@0.99,knee", "--margin", "0.2", "--json"))  # fmt: skip
+    assert code in (0, 1), err
+    report = json.loads(out)
+    assert code in (0, 1) and {c["kind"] for c in report["candidates"]} == {"rules"}
+    for c in report["candidates"]:  # each candidate's ranks are what `compress --rank-rule` chooses
+        plan = CompressionPlan(rank_rule=c["step"])
+        ref = compress_adapter(trained_adapter, tmp_path / f"c_{c['step']}", plan)
+        assert c["ranks"] == {la.name: la.new_rank for la in ref.layers}

@@ -72,3 +72,42 @@ def test_energy_ladder_and_retained_energy_against_the_dense_spectrum(adapter_la
 def test_bad_steps(text: str, kind: str) -> None:
     with pytest.raises(BenchInputError, match="--steps"):
         ladder.parse_steps(text, kind)
+
+
+def test_rules_ladder_gives_each_rules_ranks_from_the_dense_spectrum(adapter_layers: tuple) -> None:
+    from gradience.audit.rules import oht
+
+    adapter, layers = adapter_layers
+    plans = ladder.default_plans(layers, "rules", None)
+    assert [step for _, step, _ in plans] == [
+        "energy@0.90",
+        "energy@0.95",
+        "energy@0.99",
+        "knee",
+        "erank",
+        "oht",
+    ]
+    cands, notes = ladder.build(layers, plans, "rules")
+    assert len(cands) + len(notes) == len(plans)
+    assert [c.lora_params for c in cands] == sorted((c.lora_params for c in cands), reverse=True)
+    for c in cands:
+        for la in layers:
+            s = _dense_sigma(adapter, la.spec)
+            if str(c.step).startswith("energy@"):
+                t = float(str(c.step).split("@")[1])
+                need = int(np.searchsorted(np.cumsum(s**2) / (s**2).sum(), t - 1e-12) + 1)
+            elif c.step == "knee":  # largest drop of σ/σ₁, with σ_{r+1} = 0
+                u = np.append(s / s[0], 0.0)
+                need = int(np.argmax(u[:-1] - u[1:]) + 1)
+            elif c.step == "erank":  # exp of the entropy of σ/Σσ, rounded
+                p = s / s.sum()
+                need = int(np.floor(np.exp(-(p[p > 0] * np.log(p[p > 0])).sum()) + 0.5))
+            else:  # oht is checked against the published values in tests/audit; here: wired through
+                need = oht(s)
+            assert c.ranks[la.spec.name] == min(max(need, 1), la.spec.r), (c.name, la.spec.name)
+
+
+def test_rules_steps_name_rules() -> None:
+    assert ladder.parse_steps("knee, oht,energy@0.8", "rules") == ("knee", "oht", "energy@0.80")
+    with pytest.raises(BenchInputError, match="--steps"):
+        ladder.parse_steps("knee,elbow", "rules")

@@ -15,17 +15,18 @@ from typing import Literal
 import numpy as np
 import torch
 
-from gradience.audit import Adapter, LayerShape, LayerSpec
+from gradience.audit import Adapter, AdapterError, LayerShape, LayerSpec
 from gradience.audit.spectra import Workspace, gram_cores, spectrum_from_grams
 from gradience.bench import BenchInputError
 from gradience.compress import CompressError, CompressionPlan, choose_ranks, truncate_factors
 
-LadderKind = Literal["budget", "rank", "energy"]
-LADDERS: tuple[str, ...] = ("budget", "rank", "energy")
+LadderKind = Literal["budget", "rank", "energy", "rules"]
+LADDERS: tuple[str, ...] = ("budget", "rank", "energy", "rules")
 DEFAULT_STEPS: dict[str, tuple[float, ...]] = {
     "budget": (0.5, 0.25, 0.125, 0.0625, 0.03125),  # of the adapter's LoRA parameters
     "energy": (0.99, 0.95, 0.9, 0.8, 0.6),  # of each layer's update energy ‖s·B·A‖²
     "rank": (),  # r/2, r/4, … 1
+    "rules": (),  # the audit's rank rules (REPORTED_RULES), each a candidate; --steps names them
 }
 
 
@@ -42,7 +43,7 @@ class Layer:
 class Candidate:
     name: str
     kind: str
-    step: float
+    step: float | str  # a rule's name on the rules ladder
     plan: CompressionPlan
     ranks: dict[str, int]
     lora_params: int
@@ -68,9 +69,20 @@ def scan(adapter: Adapter) -> list[Layer]:
     return out
 
 
-def parse_steps(text: str | None, kind: str) -> tuple[float, ...] | None:
+def parse_steps(text: str | None, kind: str) -> tuple[float | str, ...] | None:
+    """Numbers for budget/rank/energy; rule names (energy@T, knee, erank, oht) for `rules`."""
     if text is None:
         return None
+    if kind == "rules":
+        from gradience.audit.rules import parse_rule
+
+        names = [x for x in text.replace(",", " ").split() if x]
+        if not names:
+            raise BenchInputError("--steps is empty")
+        try:
+            return tuple(parse_rule(x).name for x in names)
+        except AdapterError as exc:
+            raise BenchInputError(f"--steps: {exc}") from None
     try:
         steps = tuple(float(x) for x in text.replace(",", " ").split())
     except ValueError:
@@ -83,7 +95,10 @@ def parse_steps(text: str | None, kind: str) -> tuple[float, ...] | None:
     return steps
 
 
-def _plan(kind: str, step: float, max_r: int) -> tuple[str, CompressionPlan]:
+def _plan(kind: str, step: float | str, max_r: int) -> tuple[str, CompressionPlan]:
+    if kind == "rules":
+        return f"rule_{step}", CompressionPlan(rank_rule=str(step))
+    step = float(step)
     if kind == "budget":
         return f"budget_{100 * step:g}", CompressionPlan(budget_ratio=step)
     if kind == "energy":
@@ -93,11 +108,15 @@ def _plan(kind: str, step: float, max_r: int) -> tuple[str, CompressionPlan]:
 
 
 def default_plans(
-    layers: list[Layer], kind: str, steps: tuple[float, ...] | None
-) -> list[tuple[str, float, CompressionPlan]]:
+    layers: list[Layer], kind: str, steps: tuple[float | str, ...] | None
+) -> list[tuple[str, float | str, CompressionPlan]]:
     if kind not in LADDERS:
         raise BenchInputError(f"--ladder must be one of {', '.join(LADDERS)}, got {kind!r}")
     max_r = max(la.spec.r for la in layers)
+    if steps is None and kind == "rules":
+        from gradience.audit.rules import REPORTED_RULES
+
+        steps = REPORTED_RULES
     if steps is None:
         steps = DEFAULT_STEPS[kind]
         if kind == "rank":
@@ -118,7 +137,9 @@ def _no_audit() -> dict[str, int]:
     raise CompressError("certify's candidates are rank, energy, budget or rank_pattern plans, not from_audit")
 
 
-def candidate(layers: list[Layer], name: str, kind: str, step: float, plan: CompressionPlan) -> Candidate:
+def candidate(
+    layers: list[Layer], name: str, kind: str, step: float | str, plan: CompressionPlan
+) -> Candidate:
     """The plan's per-layer ranks (``compress.choose_ranks`` on the same spectra) and what they keep."""
     shapes = [LayerShape(la.spec.name, la.spec.r, la.spec.in_features, la.spec.out_features) for la in layers]
     plan.check()
@@ -134,7 +155,7 @@ def candidate(layers: list[Layer], name: str, kind: str, step: float, plan: Comp
 
 
 def build(
-    layers: list[Layer], plans: list[tuple[str, float, CompressionPlan]], kind: str
+    layers: list[Layer], plans: list[tuple[str, float | str, CompressionPlan]], kind: str
 ) -> tuple[list[Candidate], list[str]]:
     """Candidates smaller than the adapter, distinct, largest first; and a note for each step
     dropped (below the smallest possible adapter, the same ranks as a larger step, no cut)."""

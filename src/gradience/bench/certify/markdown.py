@@ -102,7 +102,7 @@ def render_markdown(report: CertifyReport, metric: Metric) -> str:
         f"- Data: {report.data.source} ({report.data.split} split, {report.data.n_items:,} of "
         f"{report.data.rows_in_split:,} rows; fingerprint `{report.data.fingerprint}`)",
         f"- Margin {_points(report.margin, metric)} {metric.unit}, confidence {100 * report.confidence:g}%, "
-        f"ladder `{report.ladder}` (steps {', '.join(f'{s:g}' for s in report.steps)})",
+        f"ladder `{report.ladder}` (steps {', '.join(s if isinstance(s, str) else f'{s:g}' for s in report.steps)})",
         f"- What the item count resolves: {report.resolution.message}.",
     ]  # fmt: skip
     if report.resolution.warning:

@@ -32,9 +32,9 @@ class Predictions(_Json):
 
 class CandidateResult(_Json):
     name: str
-    kind: str = Field(description="budget | rank | energy")
-    step: float = Field(
-        description="budget: share of LoRA parameters; rank: rank or share of r; energy: target"
+    kind: str = Field(description="budget | rank | energy | rules")
+    step: float | str = Field(
+        description="budget: share of LoRA parameters; rank: rank or share of r; energy: target; rules: the rule"
     )
     plan: dict[str, Any]
     ranks: dict[str, int]
@@ -94,7 +94,7 @@ class CertifyReport(_Json):
     margin: float
     confidence: float
     ladder: str
-    steps: list[float]
+    steps: list[float | str]  # rule names on the rules ladder
     ladder_notes: list[str]
     resolution: Resolution
     original: OriginalResult
