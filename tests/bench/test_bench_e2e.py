@@ -58,6 +58,22 @@ def test_every_report_file_and_valid_bench_json(finished: dict[str, Any]) -> Non
     assert (out / "bench_aggregate.md").read_text().count("| ") > 10
 
 
+def test_concentration_in_bench_json_and_md_recomputed_from_the_probe_audit(finished: dict[str, Any]) -> None:
+    out = finished["out"]
+    audit = json.loads((out / "seed_7" / "probe_r8" / "audit.json").read_text())
+    energy = {la["name"]: la["frob_norm_scaled"] ** 2 for la in audit["layers"]}
+    shares = {k: e / sum(energy.values()) for k, e in energy.items()}
+    hhi = sum(p * p for p in shares.values())
+    conc = json.loads((out / "bench.json").read_text())["probe"]["concentration"]["7"]
+    assert conc["hhi"] == pytest.approx(hhi, rel=1e-9)
+    assert conc["effective_layers"] == pytest.approx(1 / hhi, rel=1e-9)
+    top = max(shares, key=shares.__getitem__)
+    assert next(iter(conc["top_layers"])) == top
+    md = (out / "bench.md").read_text()
+    assert "### Where the update lives" in md
+    assert f"| 7 | {1 / hhi:.1f} of {len(energy)} | {hhi:.3f} |" in md and f"`{top}` {100 * shares[top]:.1f}%" in md
+
+
 def test_each_variant_ran_with_its_eval_and_accuracies_match_predictions(finished: dict[str, Any]) -> None:
     out, rep = finished["out"], finished["json"]
     probe_eval = json.loads((out / "seed_7" / "probe_r8" / "eval.json").read_text())["splits"]

@@ -69,6 +69,27 @@ def recommendation(rep: BenchReport) -> str:
     )
 
 
+def _concentration_md(by_seed: dict[str, Any]) -> list[str]:
+    """Which layers did the adapting (audit.concentration), per seed: probes of different seeds
+    may concentrate differently, and a compression that keeps few layers relies on it."""
+    if not by_seed:
+        return []
+    lines = ["", "### Where the update lives", "",
+             "Shares of each seed's probe update energy Σ‖ΔW‖²_F over its layers; effective layers = 1/HHI "
+             "(1 when one layer holds everything, the layer count when all hold the same).", "",
+             "| seed | effective layers | HHI | by module type (share, effective layers) | top layers |",
+             "|---|---|---|---|---|"]  # fmt: skip
+    for seed, c in by_seed.items():
+        kinds = "; ".join(
+            f"{k} {100 * t['energy_share']:.0f}% ({t['effective_layers']:.1f})"
+            for k, t in c["by_type"].items()
+        )
+        top = ", ".join(f"`{n}` {100 * share:.1f}%" for n, share in list(c["top_layers"].items())[:3])
+        n = sum(t["n_layers"] for t in c["by_type"].values())
+        lines.append(f"| {seed} | {c['effective_layers']:.1f} of {n} | {c['hhi']:.3f} | {kinds} | {top} |")
+    return lines
+
+
 def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
     t, p = rep.task, rep.protocol
     m = Metric.from_report(t)
@@ -106,6 +127,7 @@ def bench_md(rep: BenchReport, plots: dict[str, str]) -> str:
         "",
         f"Utilization mean {rep.probe.utilization_mean:.3f}; energy_rank_90 p50 {rep.probe.energy_rank_90_p50:g}, "
         f"p90 {rep.probe.energy_rank_90_p90:g}.",
+        *_concentration_md(rep.probe.concentration),
         "",
         "## Variants",
         "",

@@ -93,6 +93,7 @@ class ProbeReport(BaseModel):
     suggestions: dict[str, Any]
     gate: dict[str, Any]
     per_seed: list[SeedRun] = Field(default_factory=list)
+    concentration: dict[str, Any] = Field(default_factory=dict)  # seed → the probe audit's Concentration
 
 
 class Summary(BaseModel):
@@ -194,6 +195,8 @@ def _probe_report(run: Any) -> ProbeReport:
         suggestions={str(o.seed): _suggestions(o.audit) for o in run.seeds if o.audit is not None},
         gate={"threshold": cfg.compression.probe_gate, "by_seed": {str(o.seed): o.gate for o in run.seeds}},
         per_seed=per_seed,
+        concentration={str(o.seed): o.audit.concentration.model_dump(mode="json")
+                       for o in run.seeds if o.audit is not None and o.audit.concentration is not None},
     )  # fmt: skip
 
 
