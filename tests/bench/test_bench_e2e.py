@@ -71,7 +71,10 @@ def test_concentration_in_bench_json_and_md_recomputed_from_the_probe_audit(fini
     assert next(iter(conc["top_layers"])) == top
     md = (out / "bench.md").read_text()
     assert "### Where the update lives" in md
-    assert f"| 7 | {1 / hhi:.1f} of {len(energy)} | {hhi:.3f} |" in md and f"`{top}` {100 * shares[top]:.1f}%" in md
+    assert (
+        f"| 7 | {1 / hhi:.1f} of {len(energy)} | {hhi:.3f} |" in md
+        and f"`{top}` {100 * shares[top]:.1f}%" in md
+    )
 
 
 def test_each_variant_ran_with_its_eval_and_accuracies_match_predictions(finished: dict[str, Any]) -> None:

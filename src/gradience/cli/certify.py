@@ -38,7 +38,9 @@ def certify(
     eval_samples: int | None = typer.Option(None, "--eval-samples", help="Items to evaluate (default: all)."),
     margin: float = typer.Option(0.025, "--margin", help="Non-inferiority margin (0.025 = 2.5 points)."),
     confidence: float = typer.Option(0.95, "--confidence", help="Two-sided CI level of each test."),
-    ladder: str = typer.Option("budget", "--ladder", help="budget | rank | energy | rules (the audit's rank rules)."),
+    ladder: str = typer.Option(
+        "budget", "--ladder", help="budget | rank | energy | rules (the audit's rank rules)."
+    ),
     steps: str | None = typer.Option(
         None,
         "--steps",

@@ -45,7 +45,12 @@ WEIGHTS_NAME = "adapter_model.safetensors"
 CONFIG_NAME = "adapter_config.json"
 REPORT_NAME = "compression_report.json"
 _SAVE_CODES = {"fp16": "F16", "bf16": "BF16", "fp32": "F32"}
-_SPECTRAL = ("energy", "budget_params", "budget_ratio", "rank_rule")  # strategies that read ranks off our spectra
+_SPECTRAL = (
+    "energy",
+    "budget_params",
+    "budget_ratio",
+    "rank_rule",
+)  # strategies that read ranks off our spectra
 
 DORA_REFUSAL = (
     "DoRA adapters are not compressed: DoRA's output is m·(W + s·B·A)/‖W + s·B·A‖ per column, so "

@@ -59,9 +59,7 @@ def _rank(plan: MergePlan, sigma: np.ndarray, default: int, cap: int) -> int:
     return max(1, min(k, cap))
 
 
-def _merge_layer(
-    plan: MergePlan, parts: list[_Part], j: int
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def _merge_layer(plan: MergePlan, parts: list[_Part], j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """(A' k×in, B' out×k, σ of the exact merged update) for one layer."""
     if plan.method in ("linear", "svd"):
         a_cat = np.concatenate([p.a for p in parts])
