@@ -1,10 +1,11 @@
 """Whole-process speed and memory of our CLI against upstream Gradience's, as users time them.
 
-    python benchmarks/cli_speed.py --upstream /path/to/venv/bin/gradience [--repeats 5] [--layers 32]
+    python benchmarks/cli_speed.py [--upstream auto|/path/to/venv/bin/gradience] [--repeats 5] [--layers 32]
         [--before-src /path/to/older/checkout/src]
 
-Upstream is its latest release (0.11 here) installed in its own venv: `python -m venv up &&
-up/bin/pip install torch gradience`. Each command runs as a fresh process on the 7B-shaped
+Upstream is its latest release (0.11 here) installed in its own venv, which the benchmark makes
+itself by default (`--upstream auto`: `python -m venv` and `pip install torch==<ours> gradience`
+under ~/.cache/gradience-bench/, once; if that fails it says so and still lists ours). Each command runs as a fresh process on the 7B-shaped
 adapter (32 layers × q,k,v,o,gate,up,down, r=64, fp16), ours and upstream's interleaved so
 drift hits both; wall time, CPU time (user + system, all threads) and peak RSS (GNU time) are
 medians over repeats. Pairs: `audit --json` vs upstream's `audit --json`; `compress --rank 32
@@ -145,9 +146,46 @@ def profile_compress(adapter: Path, out: Path, src: Path, title: str) -> list[st
     return table
 
 
+UPSTREAM_VENV = Path.home() / ".cache" / "gradience-bench" / "upstream-venv"
+
+
+def install_upstream(venv: Path) -> tuple[str | None, str]:
+    """Upstream's latest release from the package index, in a venv of its own (made once, then
+    reused): (its `gradience` executable or None, a note saying what went wrong)."""
+    exe = venv / "bin" / "gradience"
+    if exe.exists():
+        return str(exe), ""
+    import torch  # the same CPU wheel as ours: a bare `torch` requirement would fetch a CUDA build
+
+    steps = [
+        [sys.executable, "-m", "venv", str(venv)],
+        [
+            str(venv / "bin" / "pip"),
+            "install",
+            "-q",
+            f"torch=={torch.__version__.split('+')[0]}",
+            "gradience",
+        ],
+    ]
+    for cmd in steps:
+        print("+", " ".join(cmd), file=sys.stderr)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=UP_ENV, check=False)
+        if res.returncode != 0:
+            shutil.rmtree(venv, ignore_errors=True)
+            return (
+                None,
+                f"Upstream could not be installed ({' '.join(cmd[:3])}…): {res.stderr.strip()[-200:]}",
+            )
+    return str(exe), ""
+
+
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--upstream", help="upstream's `gradience` executable (its own venv)")
+    ap.add_argument(
+        "--upstream",
+        default="auto",
+        help=f"upstream's `gradience` executable (its own venv); auto: `pip install gradience` into {UPSTREAM_VENV}",
+    )
     ap.add_argument("--before-src", help="src/ of an older checkout, for the importtime comparison")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", type=int, default=32)
@@ -156,6 +194,8 @@ def main() -> int:
 
     compileall.compile_dir(str(SRC), quiet=1)
     up, version, note = None, "", ""
+    if args.upstream == "auto":
+        args.upstream, note = install_upstream(UPSTREAM_VENV)
     if args.upstream:
         up_python = Path(args.upstream).with_name("python")
         probe = "import importlib.metadata as m; print(m.version('gradience'))"
@@ -167,7 +207,7 @@ def main() -> int:
             up = [args.upstream]
         else:
             note = f"Upstream could not be run ({args.upstream}): {res.stderr.strip()[-200:]}"
-    else:
+    elif not note:
         note = "Upstream was not given (--upstream): only our numbers are listed."
     with tempfile.TemporaryDirectory() as tmp:
         adapter = build_7b_adapter(Path(tmp) / "adapter", n_layers=args.layers)

@@ -12,7 +12,7 @@ from pydantic import BaseModel, ValidationError
 
 from gradience.audit.errors import AdapterError
 from gradience.audit.report import LayerAudit
-from gradience.audit.rules import REPORTED_RULES, knee, omega, parse_rule
+from gradience.audit.rules import REPORTED_RULES, knee, median, omega, parse_rule
 from gradience.audit.suggest import snap_rank
 
 
@@ -47,10 +47,10 @@ def _why(rule: str, s: np.ndarray) -> str:
     if rule == "erank":
         p = s[s > 0] / s.sum()
         return f"effective rank exp(H(σ/Σσ)) = {math.exp(-(p * np.log(p)).sum()):.3f}, rounded half up"
-    tau = omega(1.0) * float(np.median(s))
+    tau = omega(1.0) * float(median(s))
     above = int((s > tau).sum())
     floor = "" if above else " (none: a rank is at least 1)"
-    return f"{above} of {s.size} σ exceed τ = ω(1)·median(σ) = {omega(1.0):.4f} × {np.median(s):.4g} = {tau:.4g}{floor}"
+    return f"{above} of {s.size} σ exceed τ = ω(1)·median(σ) = {omega(1.0):.4f} × {median(s):.4g} = {tau:.4g}{floor}"
 
 
 def explain_layer(audit: dict[str, Any], name: str) -> LayerExplanation:
