@@ -56,10 +56,12 @@ def resolve_device(name: str) -> Any:
 _progress_factory: Any = None  # a worker process relays its loops' progress to the driver instead
 
 
-def set_progress_factory(factory: Any) -> None:
-    """Replace the rich bar of ``progress`` (e.g. by a relay to a driver process, or a no-op)."""
+def set_progress_factory(factory: Any) -> Any:
+    """Replace the rich bar of ``progress`` (e.g. by a relay to a driver process, or a no-op);
+    returns the one it replaces, so a caller can put it back."""
     global _progress_factory
-    _progress_factory = factory
+    before, _progress_factory = _progress_factory, factory
+    return before
 
 
 def progress_bar() -> Any:

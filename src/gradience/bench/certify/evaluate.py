@@ -33,8 +33,7 @@ def _one_bar(label: str, total: int) -> Iterator[Any]:
     from gradience.bench import training
 
     with training.progress(label, total) as advance:
-        before = training._progress_factory
-        training.set_progress_factory(_no_bar)
+        before = training.set_progress_factory(_no_bar)
         try:
             yield advance
         finally:
