@@ -1,0 +1,237 @@
+"""Fused LoRA training: K jobs on one frozen base model, one forward and one backward per step.
+
+A bench trains seeds × variants adapters on the same frozen base, each on small batches that
+leave the CPU's matmul units mostly idle. Here every job is a named PEFT adapter of one model;
+each step stacks the jobs' batches (job k owns rows k·b … (k+1)·b − 1), the frozen weights see
+one large batch, and every LoRA branch and classifier head (``modules_to_save``) sees only its
+own rows. The loss is the sum of the jobs' own mean losses: their parameters are disjoint, so
+each job's gradient is exactly the gradient it would get alone. Each job keeps its own seed
+(initial state and data order, taken from a model built exactly as ``train_lora``'s caller
+builds it), rank pattern, scale, dropout mask, AdamW state, schedule and gradient clipping.
+
+Exact up to float rounding when the jobs share every frozen weight (checked: a base whose
+frozen weights depend on the seed is refused as ``FusedUnsupported``) and the model has no
+random layers outside LoRA (dropout in the base draws one stream for the stacked batch, so
+with dropout on the runs are equally random, not identical). Right padding to the longest
+group is exact under the attention mask.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from gradience.bench.tasks import Split, Task
+from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _batches, progress
+from gradience.files import checkpoint
+
+_GROUPS: list[list[tuple[str, slice]]] = []  # the row groups of the forward pass in flight
+
+
+class FusedUnsupported(RuntimeError):
+    """These jobs cannot share one model exactly (the executor then trains them one by one)."""
+
+
+@dataclass
+class FusedJob:
+    adapter: str  # its adapter name inside the fused model
+    seed: int
+    label: str
+    writer: Any = None
+    params: list[Any] = field(default_factory=list)
+    failure: BaseException | None = None
+
+
+@contextlib.contextmanager
+def row_groups(groups: list[tuple[str, slice]]) -> Iterator[None]:
+    _GROUPS.append(groups)
+    try:
+        yield
+    finally:
+        _GROUPS.pop()
+
+
+def _lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """A LoRA Linear with several adapters: the base once, each adapter on its own rows."""
+    import torch
+
+    result = self.base_layer(x, *args, **kwargs)
+    parts = []
+    for name, rows in _GROUPS[-1]:
+        if name in self.lora_A:
+            xa = self.lora_dropout[name](x[rows])
+            parts.append(self.lora_B[name](self.lora_A[name](xa)) * self.scaling[name])
+        else:  # this job does not adapt this module
+            parts.append(torch.zeros_like(result[rows]))
+    return result + torch.cat(parts, dim=0)
+
+
+def _head_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+    """A modules_to_save head: each job's own copy on its own rows."""
+    import torch
+
+    return torch.cat([self.modules_to_save[name](x[rows], *args, **kwargs) for name, rows in _GROUPS[-1]])
+
+
+@contextlib.contextmanager
+def fused_forward(model: Any) -> Iterator[None]:
+    """Route every LoRA layer and head of ``model`` through the row-grouped forward while inside."""
+    from peft.tuners.lora.layer import Linear, LoraLayer
+    from peft.utils.other import ModulesToSaveWrapper
+
+    patched = []
+    for mod in model.modules():
+        if isinstance(mod, LoraLayer):
+            if not isinstance(mod, Linear) or mod.lora_variant:
+                raise FusedUnsupported(
+                    f"fused training handles plain LoRA Linear layers, not {type(mod).__name__}"
+                )
+            mod.forward = _lora_forward.__get__(mod)
+            patched.append(mod)
+        elif isinstance(mod, ModulesToSaveWrapper):
+            mod.forward = _head_forward.__get__(mod)
+            patched.append(mod)
+    try:
+        yield
+    finally:
+        for mod in patched:
+            del mod.forward  # the class's forward again
+
+
+def _frozen(model: Any) -> dict[str, Any]:
+    return {n: p for n, p in model.named_parameters() if not p.requires_grad and "original_module" not in n}
+
+
+def build(models: list[Any], configs: list[Any], names: list[str]) -> Any:
+    """One PEFT model holding every job's adapter, each at the state of its own freshly built
+    model (``models[k]``: the job's seeded base + ``get_peft_model``, as trained alone). The first
+    model becomes the fused one; the others are only read."""
+    import torch
+    from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
+
+    fused = models[0]
+    states = [{k: v.detach().clone() for k, v in get_peft_model_state_dict(m).items()} for m in models]
+    base = _frozen(fused)
+    for m in models[1:]:
+        other = _frozen(m)
+        if other.keys() != base.keys() or any(not torch.equal(base[n], other[n]) for n in base):
+            raise FusedUnsupported("the jobs' frozen weights differ (a seed-dependent base layer)")
+    if fused.active_adapter != names[0]:
+        raise ValueError(f"the first job's adapter must be named {fused.active_adapter!r}")
+    for name, cfg in zip(names[1:], configs[1:], strict=True):
+        fused.add_adapter(name, cfg)
+    for name, state in zip(names, states, strict=True):
+        set_peft_model_state_dict(fused, state, adapter_name=name)
+    for n, p in fused.named_parameters():  # PEFT trains only the active adapter; here every one
+        p.requires_grad = ("lora_" in n or "modules_to_save" in n) and any(f".{a}." in n for a in names)
+    return fused
+
+
+def group_loss(task: Task, logits: Any, labels: Any) -> Any:
+    """The loss the HF model computes for these rows alone (mean over its items or tokens)."""
+    import torch.nn.functional as F
+
+    if task.peft_task_type == "CAUSAL_LM":  # next-token: logit t predicts label t+1, −100 ignored
+        vocab = logits.shape[-1]
+        return F.cross_entropy(
+            logits[:, :-1].float().reshape(-1, vocab), labels[:, 1:].reshape(-1), ignore_index=-100
+        )
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+
+def stack(batches: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
+    """The groups' batches as one, right-padded to the longest group (labels with −100)."""
+    import torch
+
+    width = max(b["input_ids"].shape[1] for b in batches)
+    fill = {"input_ids": pad_token_id, "labels": -100}
+    out = {}
+    for key in batches[0]:
+        parts = []
+        for b in batches:
+            t = b[key]
+            if t.dim() == 2 and t.shape[1] < width:
+                t = torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill.get(key, 0))
+            parts.append(t)
+        out[key] = torch.cat(parts)
+    return out
+
+
+def train_fused(
+    model: Any, jobs: list[FusedJob], data: Split, *, task: Task, steps: int, batch_size: int, lr: float,
+    weight_decay: float, warmup_ratio: float, pad_token_id: int, device: Any, label: str,
+) -> list[TrainStats | None]:  # fmt: skip
+    """Train every job for ``steps`` steps; a job whose loss turns non-finite stops there (its
+    ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone."""
+    import torch
+    from transformers import get_linear_schedule_with_warmup
+
+    by_name = dict(model.named_parameters())
+    for job in jobs:
+        job.params = [p for n, p in by_name.items() if p.requires_grad and f".{job.adapter}." in n]
+    opts = [torch.optim.AdamW(j.params, lr=lr, weight_decay=weight_decay) for j in jobs]
+    scheds = [get_linear_schedule_with_warmup(o, math.ceil(warmup_ratio * steps), steps) for o in opts]
+    orders = [_batches(len(data), batch_size, steps, j.seed) for j in jobs]
+    losses: list[list[float]] = [[] for _ in jobs]
+    tokens = [0] * len(jobs)
+    log_every = max(1, steps // LOG_POINTS)
+    t0 = time.perf_counter()
+    model.train()
+    with fused_forward(model), progress(label, steps) as advance:
+        for step in range(1, steps + 1):
+            alive = [k for k, j in enumerate(jobs) if j.failure is None]
+            if not alive:
+                break
+            batches = []
+            for k in alive:
+                batches.append(task.collate(data, next(orders[k]), pad_token_id))
+                tokens[k] += int(batches[-1]["attention_mask"].sum())
+            batch = {k: v.to(device) for k, v in stack(batches, pad_token_id).items()}
+            labels = batch.pop("labels")
+            groups = [
+                (jobs[k].adapter, slice(i * batch_size, (i + 1) * batch_size)) for i, k in enumerate(alive)
+            ]
+            with row_groups(groups):
+                logits = model(**batch).logits
+            total = None
+            for (_, rows), k in zip(groups, alive, strict=True):
+                loss = group_loss(task, logits[rows], labels[rows])
+                if not torch.isfinite(loss):
+                    jobs[k].failure = RuntimeError(
+                        f"{jobs[k].label}: non-finite loss at step {step}; lower train.lr"
+                    )
+                    continue
+                losses[k].append(float(loss.detach()))
+                total = loss if total is None else total + loss
+            if total is not None:
+                total.backward()
+            for k in alive:
+                if jobs[k].failure is not None:
+                    continue
+                grad_norm = float(torch.nn.utils.clip_grad_norm_(jobs[k].params, MAX_GRAD_NORM))
+                opts[k].step()
+                scheds[k].step()
+                if jobs[k].writer is not None and (step % log_every == 0 or step == steps):
+                    jobs[k].writer.train_step(step, loss=losses[k][-1], lr=scheds[k].get_last_lr()[0],
+                                              grad_norm=grad_norm, epoch=step * batch_size / len(data))  # fmt: skip
+            for o in opts:
+                o.zero_grad(set_to_none=True)
+            if step == 2:
+                checkpoint("bench:training")
+            advance(1, " ".join(f"{np.mean(x[-20:]):.3f}" for x in losses if x))
+    wall = time.perf_counter() - t0
+    out: list[TrainStats | None] = []
+    for k, job in enumerate(jobs):
+        if job.failure is not None:
+            out.append(None)
+            continue
+        tail = losses[k][-max(1, steps // 10) :]
+        out.append(TrainStats(steps=steps, final_loss=losses[k][-1], mean_loss_last_10pct=float(np.mean(tail)),
+                              wall_s=wall, train_tokens=tokens[k]))  # fmt: skip
+    return out

