@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from gradience.bench.config import TaskConfig
-from gradience.bench.fused import FusedJob, FusedUnsupported, build, group_loss, stack, train_fused
+from gradience.bench.fused import FusedJob, FusedUnsupported, build, loss_sum, plan_chunks, train_fused
 from gradience.bench.tasks import load_task_data
 from gradience.bench.training import lora_config, seed_everything, set_progress_factory, train_lora
 
@@ -161,20 +161,32 @@ def test_zero_padded_ranks_keep_real_shapes(fused: Any) -> None:
     ]
 
 
-def test_group_loss_is_the_models_own(no_dropout_bert: Path, data: Any) -> None:
+def test_chunked_loss_is_the_models_own(no_dropout_bert: Path, data: Any) -> None:
+    """Two jobs' batches, length-sorted into chunks of 5 rows: Σ sums / Σ counts per job equals
+    the model's own mean loss on that job's batch."""
     model = _model(no_dropout_bert, data, 1, 4, 8.0, {})
-    batches = [
-        data.task.collate(data.train, np.arange(i * 8, i * 8 + 8), data.pad_token_id) for i in range(2)
-    ]
-    joint = stack(batches, data.pad_token_id)
+    idx = [np.arange(0, 8), np.arange(40, 48)]
+    width = np.asarray([len(x) for x in data.train.features["input_ids"]])
+    plan = plan_chunks([width[i] for i in idx], 5)
+    assert sorted(np.concatenate([idx[j][p] for c in plan for j, p in c if j == 0])) == list(idx[0])
     model.eval()
+    sums, counts = [0.0, 0.0], [0, 0]
     with torch.no_grad():
-        logits = model(**{k: v for k, v in joint.items() if k != "labels"}).logits
-        for i, b in enumerate(batches):
-            own = model(**b).loss
-            assert float(
-                group_loss(data.task, logits[i * 8 : i * 8 + 8], joint["labels"][i * 8 : i * 8 + 8])
-            ) == pytest.approx(float(own), rel=1e-5)
+        for chunk in plan:
+            rows = np.concatenate([idx[j][p] for j, p in chunk])
+            assert (
+                max(width[rows])
+                == data.task.collate(data.train, rows, data.pad_token_id)["input_ids"].shape[1]
+            )
+            batch = data.task.collate(data.train, rows, data.pad_token_id)
+            labels = batch.pop("labels")
+            logits, at = model(**batch).logits, 0
+            for j, p in chunk:
+                s, n = loss_sum(data.task, logits[at : at + len(p)], labels[at : at + len(p)])
+                sums[j], counts[j], at = sums[j] + float(s), counts[j] + n, at + len(p)
+        for j in range(2):
+            own = model(**data.task.collate(data.train, idx[j], data.pad_token_id)).loss
+            assert sums[j] / counts[j] == pytest.approx(float(own), rel=1e-5)
 
 
 def test_a_non_finite_job_fails_alone(no_dropout_bert: Path, data: Any) -> None:

@@ -133,51 +133,65 @@ def build(models: list[Any], configs: list[Any], names: list[str]) -> Any:
     return fused
 
 
-def group_loss(task: Task, logits: Any, labels: Any) -> Any:
-    """The loss the HF model computes for these rows alone (mean over its items or tokens)."""
+def loss_sum(task: Task, logits: Any, labels: Any) -> tuple[Any, int]:
+    """(summed loss, count) of these rows, so that Σ sums / Σ counts over a job's rows is the
+    loss the HF model computes for its batch alone: mean over items, or over response tokens."""
     import torch.nn.functional as F
 
     if task.peft_task_type == "CAUSAL_LM":  # next-token: logit t predicts label t+1, −100 ignored
-        vocab = logits.shape[-1]
-        return F.cross_entropy(
-            logits[:, :-1].float().reshape(-1, vocab), labels[:, 1:].reshape(-1), ignore_index=-100
-        )
-    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        target = labels[:, 1:].reshape(-1)
+        flat = logits[:, :-1].float().reshape(-1, logits.shape[-1])
+        return F.cross_entropy(flat, target, ignore_index=-100, reduction="sum"), int((target != -100).sum())
+    return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1), reduction="sum"), len(
+        labels
+    )
 
 
-def stack(batches: list[dict[str, Any]], pad_token_id: int) -> dict[str, Any]:
-    """The groups' batches as one, right-padded to the longest group (labels with −100)."""
-    import torch
+def _loss_counts(task: Task, data: Split) -> np.ndarray:
+    """What each row adds to its batch's loss denominator: 1 item, or its response tokens."""
+    if task.peft_task_type != "CAUSAL_LM":
+        return np.ones(len(data), dtype=np.int64)
+    return np.asarray([sum(t != -100 for t in row[1:]) for row in data.features["labels"]], dtype=np.int64)
 
-    width = max(b["input_ids"].shape[1] for b in batches)
-    fill = {"input_ids": pad_token_id, "labels": -100}
-    out = {}
-    for key in batches[0]:
-        parts = []
-        for b in batches:
-            t = b[key]
-            if t.dim() == 2 and t.shape[1] < width:
-                t = torch.nn.functional.pad(t, (0, width - t.shape[1]), value=fill.get(key, 0))
-            parts.append(t)
-        out[key] = torch.cat(parts)
-    return out
+
+def plan_chunks(lengths: list[np.ndarray], chunk_rows: int) -> list[list[tuple[int, np.ndarray]]]:
+    """The step's forward passes: every job's rows sorted by length and cut into chunks of
+    ``chunk_rows``, so each pass pads to its own longest row (short rows no longer pay for a long
+    one); inside a chunk the rows are ordered by job, so each job owns a contiguous slice.
+    Returns, per chunk, (job, positions in that job's batch) in row order."""
+    rows = sorted(
+        ((int(n), k, i) for k, lens in enumerate(lengths) for i, n in enumerate(lens)), key=lambda t: t[0]
+    )
+    chunks = []
+    for start in range(0, len(rows), chunk_rows):
+        part = sorted(rows[start : start + chunk_rows], key=lambda t: (t[1], t[2]))
+        by_job: dict[int, list[int]] = {}
+        for _, k, i in part:
+            by_job.setdefault(k, []).append(i)
+        chunks.append([(k, np.asarray(ix)) for k, ix in by_job.items()])
+    return chunks
 
 
 def train_fused(
     model: Any, jobs: list[FusedJob], data: Split, *, task: Task, steps: int, batch_size: int, lr: float,
     weight_decay: float, warmup_ratio: float, pad_token_id: int, device: Any, label: str,
+    chunk_rows: int | None = None,
 ) -> list[TrainStats | None]:  # fmt: skip
     """Train every job for ``steps`` steps; a job whose loss turns non-finite stops there (its
-    ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone."""
+    ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone. Each step runs
+    the jobs' rows in length-sorted chunks of ``chunk_rows`` (default: the batch size)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
+    chunk_rows = chunk_rows or batch_size
     by_name = dict(model.named_parameters())
     for job in jobs:
         job.params = [p for n, p in by_name.items() if p.requires_grad and f".{job.adapter}." in n]
     opts = [torch.optim.AdamW(j.params, lr=lr, weight_decay=weight_decay) for j in jobs]
     scheds = [get_linear_schedule_with_warmup(o, math.ceil(warmup_ratio * steps), steps) for o in opts]
     orders = [_batches(len(data), batch_size, steps, j.seed) for j in jobs]
+    width = np.asarray([len(x) for x in data.features["input_ids"]])
+    per_row = _loss_counts(task, data)
     losses: list[list[float]] = [[] for _ in jobs]
     tokens = [0] * len(jobs)
     log_every = max(1, steps // LOG_POINTS)
@@ -188,38 +202,46 @@ def train_fused(
             alive = [k for k, j in enumerate(jobs) if j.failure is None]
             if not alive:
                 break
-            batches = []
+            idx = {k: next(orders[k]) for k in alive}
+            counts = dict.fromkeys(alive, 0)
+            sums: dict[int, float] = dict.fromkeys(alive, 0.0)
+            plan = plan_chunks([width[idx[k]] for k in alive], chunk_rows)
+            for k in alive:  # a job's mean is over its whole batch, whatever the chunks
+                counts[k] = int(per_row[idx[k]].sum())
+            for chunk in plan:
+                rows = np.concatenate([idx[alive[j]][pos] for j, pos in chunk])
+                batch = {k: v.to(device) for k, v in task.collate(data, rows, pad_token_id).items()}
+                labels = batch.pop("labels")
+                groups, at = [], 0
+                for j, pos in chunk:
+                    groups.append((jobs[alive[j]].adapter, slice(at, at + len(pos))))
+                    at += len(pos)
+                with row_groups(groups):
+                    logits = model(**batch).logits
+                total = None
+                for (j, _), (_, sl) in zip(chunk, groups, strict=True):
+                    k = alive[j]
+                    tokens[k] += int(batch["attention_mask"][sl].sum())
+                    part, _ = loss_sum(task, logits[sl], labels[sl])
+                    sums[k] += float(part.detach())
+                    scaled = part / max(counts[k], 1)
+                    total = scaled if total is None else total + scaled
+                if total is not None:
+                    total.backward()
             for k in alive:
-                batches.append(task.collate(data, next(orders[k]), pad_token_id))
-                tokens[k] += int(batches[-1]["attention_mask"].sum())
-            batch = {k: v.to(device) for k, v in stack(batches, pad_token_id).items()}
-            labels = batch.pop("labels")
-            groups = [
-                (jobs[k].adapter, slice(i * batch_size, (i + 1) * batch_size)) for i, k in enumerate(alive)
-            ]
-            with row_groups(groups):
-                logits = model(**batch).logits
-            total = None
-            for (_, rows), k in zip(groups, alive, strict=True):
-                loss = group_loss(task, logits[rows], labels[rows])
-                if not torch.isfinite(loss):
+                loss = sums[k] / max(counts[k], 1)
+                if not math.isfinite(loss):
                     jobs[k].failure = RuntimeError(
                         f"{jobs[k].label}: non-finite loss at step {step}; lower train.lr"
                     )
                     continue
-                losses[k].append(float(loss.detach()))
-                total = loss if total is None else total + loss
-            if total is not None:
-                total.backward()
-            for k in alive:
-                if jobs[k].failure is not None:
-                    continue
+                losses[k].append(loss)
                 grad_norm = float(torch.nn.utils.clip_grad_norm_(jobs[k].params, MAX_GRAD_NORM))
                 opts[k].step()
                 scheds[k].step()
                 if jobs[k].writer is not None and (step % log_every == 0 or step == steps):
-                    jobs[k].writer.train_step(step, loss=losses[k][-1], lr=scheds[k].get_last_lr()[0],
-                                              grad_norm=grad_norm, epoch=step * batch_size / len(data))  # fmt: skip
+                    jobs[k].writer.train_step(step, loss=loss, lr=scheds[k].get_last_lr()[0], grad_norm=grad_norm,
+                                              epoch=step * batch_size / len(data))  # fmt: skip
             for o in opts:
                 o.zero_grad(set_to_none=True)
             if step == 2:
