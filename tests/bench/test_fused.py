@@ -210,3 +210,46 @@ def test_seed_dependent_frozen_weights_are_refused(no_dropout_bert: Path, data: 
         models[1].base_model.model.bert.pooler.dense.weight.add_(1.0)
     with pytest.raises(FusedUnsupported, match="frozen weights differ"):
         build(models, [lora_config(4, 8.0, TARGETS, 0.0, False)] * 2, ["default", "j1"])
+
+
+def _bench(root: Path, model_dir: Path, data_dir: Path, fuse: str) -> tuple[Path, Any]:
+    import json
+
+    import yaml
+    from typer.testing import CliRunner
+
+    from conftest import tiny_config
+    from gradience.cli import app
+
+    cfg = tiny_config(model_dir, data_dir, compression={"seeds": [7, 8]}, runtime={"fuse": fuse})
+    root.mkdir(parents=True)
+    (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
+    res = CliRunner().invoke(
+        app, ["bench", "--config", str(root / "cfg.yaml"), "--output", str(root / "out"), "--json"]
+    )
+    assert res.exit_code == 0, res.output
+    return root / "out", (json.loads(res.stdout), res.stderr)
+
+
+def test_a_fused_bench_equals_the_unfused_one(tmp_path: Path, no_dropout_bert: Path, sst2_dir: Path) -> None:
+    """Every probe and retrained variant of two seeds, fused (probes together, then variants
+    together) vs one by one: the same per-item predictions in every run, the same verdicts."""
+    import json
+
+    alone_dir, (alone, _) = _bench(tmp_path / "alone", no_dropout_bert, sst2_dir, "off")
+    fused_dir, (fused, err) = _bench(tmp_path / "fused", no_dropout_bert, sst2_dir, "auto")
+    assert "fused: training seed_7/probe_r8, seed_8/probe_r8 together" in err
+    runs = sorted(p.parent.relative_to(alone_dir) for p in alone_dir.glob("seed_*/*/eval.json"))
+    assert runs == sorted(p.parent.relative_to(fused_dir) for p in fused_dir.glob("seed_*/*/eval.json"))
+    trained = 0
+    for run in runs:
+        a = json.loads((alone_dir / run / "eval.json").read_text())["splits"]["eval"]
+        f = json.loads((fused_dir / run / "eval.json").read_text())["splits"]["eval"]
+        assert a["preds"] == f["preds"], run
+        assert f["loss"] == pytest.approx(a["loss"], rel=1e-3), run
+        trained += json.loads((fused_dir / run / "result.json").read_text())["spec"]["method"] == "train"
+    assert trained >= 4  # two probes and at least one retrained variant per seed
+    for name, v in alone["compressed"].items():
+        assert fused["compressed"][name]["verdict"]["non_inferiority"] == v["verdict"]["non_inferiority"], (
+            name
+        )

@@ -207,6 +207,11 @@ class RuntimeConfig(_Strict):
     smoke_train_samples: int = Field(1000, ge=1)
     smoke_eval_samples: int = Field(300, ge=1)
     keep_adapters: bool = True
+    fuse: Literal["off", "auto"] = Field(
+        "off",
+        description="auto: train the probes of all seeds together, then the retrained variants (bench.fused).",
+    )
+    fuse_max_jobs: int = Field(8, ge=1, description="At most this many jobs share one fused model.")
 
 
 class BenchConfig(_Strict):

@@ -61,6 +61,20 @@ def execute_job(cfg: BenchConfig, spec: RunSpec, probe: JobOutput | None, smoke:
         return JobOutput(result=result, files=_collect(run_dir) if run_dir.is_dir() else {})
 
 
+def execute_group(cfg: BenchConfig, specs: list[RunSpec], smoke: bool) -> list[JobOutput | BaseException]:
+    """Train jobs together (``runs.run_fused``) in one scratch folder; per job its output or the
+    exception that ended it."""
+    from gradience.bench.runs import run_fused
+
+    with scratch_dir(SCRATCH_PREFIX) as root:
+        dirs = [root / f"{s.seed}" / s.name for s in specs]
+        results = run_fused(cfg, specs, dirs, smoke=smoke)
+        return [
+            r if isinstance(r, BaseException) else JobOutput(result=r, files=_collect(d))
+            for r, d in zip(results, dirs, strict=True)
+        ]
+
+
 def store_output(run_dir: Path, out: JobOutput) -> None:
     """Write a job's files into its folder (cleared first), ``result.json`` atomically, last."""
     if run_dir.exists():

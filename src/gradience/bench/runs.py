@@ -9,11 +9,13 @@ clears its folder, writes ``run.jsonl`` telemetry, the adapter, ``audit.json`` a
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import shutil
 import time
 import warnings
+from collections.abc import Iterator
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Literal
@@ -137,30 +139,114 @@ def _telemetry_split(cfg: BenchConfig, key: str) -> str:
 
 def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> RunResult:
     """Produce one run in ``run_dir`` from scratch; ``result.json`` is written last."""
-    from gradience.telemetry import TelemetryWriter, perplexity
-
     checkpoint(f"bench:job:{spec.name}")  # crash-safety tests kill a chosen job's worker here
     fp = fingerprint(cfg, spec)
     if spec.method == "skip":
         res = RunResult(spec=spec, fingerprint=fp, status="skipped_control", finished_at=_now())
         write_json_atomic(run_dir / RESULT_FILE, res.model_dump(mode="json"))
         return res
+    t0 = time.perf_counter()
+    ctx = _context(cfg, smoke)
+    with _begin(cfg, spec, run_dir) as writer:
+        if spec.method == "train":
+            base, model = _fresh_model(cfg, spec, ctx)
+            stats = _train(cfg, spec, ctx, model, writer)
+        else:
+            base, model, stats = _fresh_base(spec, ctx), None, None
+        produced = _finish(cfg, spec, run_dir, writer, ctx, base, model, stats)
+        return _end(cfg, spec, run_dir, writer, produced, t0)
+
+
+def run_fused(cfg: BenchConfig, specs: list[RunSpec], run_dirs: list[Path], *, smoke: bool) -> list[Any]:
+    """Train jobs together (``bench.fused``), then evaluate and audit each as ``run_job`` does.
+    Per job: its RunResult, or the exception that ended it (the others are unaffected)."""
+    from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
+
+    from gradience.bench import fused as F
+
+    tr, t0 = cfg.train, time.perf_counter()
+    ctx = _context(cfg, smoke)
+    names = ["default", *(f"job{k}" for k in range(1, len(specs)))]
+    with contextlib.ExitStack() as stack:
+        writers = [stack.enter_context(_begin(cfg, spec, d)) for spec, d in zip(specs, run_dirs, strict=True)]
+        models = [_fresh_model(cfg, spec, ctx)[1] for spec in specs]
+        model = F.build(models, [_lora(cfg, spec, ctx) for spec in specs], names)
+        del models
+        jobs = [F.FusedJob(adapter=n, seed=sp.seed, label=f"seed {sp.seed} {sp.name}", writer=w)
+                for n, sp, w in zip(names, specs, writers, strict=True)]  # fmt: skip
+        label = f"fused {len(specs)} jobs: " + ", ".join(f"{sp.seed}/{sp.name}" for sp in specs)
+        stats = F.train_fused(
+            model, jobs, ctx.data.train, task=ctx.task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size,
+            lr=tr.lr, weight_decay=tr.weight_decay, warmup_ratio=tr.warmup_ratio, pad_token_id=ctx.data.pad_token_id,
+            device=ctx.device, label=label,
+        )  # fmt: skip
+        states = [get_peft_model_state_dict(model, adapter_name=n) for n in names]
+        del model
+        out: list[Any] = []
+        for spec, d, writer, job, st, state in zip(
+            specs, run_dirs, writers, jobs, stats, states, strict=True
+        ):
+            if job.failure is not None or st is None:
+                out.append(job.failure or RuntimeError(f"{spec.name}: fused training failed"))
+                continue
+            try:
+                base, own = _fresh_model(cfg, spec, ctx)  # the job's own model, as trained alone
+                set_peft_model_state_dict(own, state)
+                produced = _finish(cfg, spec, d, writer, ctx, base, own, st)
+                out.append(_end(cfg, spec, d, writer, produced, t0))
+            except Exception as exc:  # noqa: BLE001 - one job's failure is its own
+                out.append(exc)
+    return out
+
+
+class _Ctx:
+    """What every job of a bench shares: the model path, the device and the tokenised data."""
+
+    def __init__(self, cfg: BenchConfig, smoke: bool) -> None:
+        from gradience.bench import training as T
+        from gradience.bench.tasks import load_task_data
+
+        tr = cfg.train
+        self.model_path = resolve_model_path(cfg.model.name)
+        self.device = T.resolve_device(cfg.runtime.device)
+        self.data = load_task_data(self.model_path, cfg.task, tr.train_samples, tr.eval_samples, smoke=smoke,
+                                   selection=tr.eval_steps is not None)  # fmt: skip
+        assert self.data.task is not None
+        self.task = self.data.task
+
+
+def _context(cfg: BenchConfig, smoke: bool) -> _Ctx:
+    return _Ctx(cfg, smoke)
+
+
+@contextlib.contextmanager
+def _begin(cfg: BenchConfig, spec: RunSpec, run_dir: Path) -> Iterator[Any]:
+    """The run's folder, cleared, and its telemetry writer with run_start written."""
+    from gradience.telemetry import TelemetryWriter
+
     if run_dir.exists():
         shutil.rmtree(run_dir)  # a half-finished run leaves nothing behind to be mistaken for results
     run_dir.mkdir(parents=True)
-    t0 = time.perf_counter()
     with TelemetryWriter(run_dir / "run.jsonl") as writer:
         writer.run_start(_snapshot(cfg, spec), meta={"framework": "gradience.bench", "run": spec.name})
-        evals, stats, lora, total, ranks = _produce(cfg, spec, run_dir, writer, smoke)
-        for key, ev in evals.items():
-            metrics = {ev.metric: ev.value, "loss": ev.loss, "ppl": perplexity(ev.loss), "n": ev.n}
-            writer.eval(stats.steps if stats else 0, _telemetry_split(cfg, key), metrics, name=ev.split)
-        writer.run_end("ok")
+        yield writer
+
+
+def _end(
+    cfg: BenchConfig, spec: RunSpec, run_dir: Path, writer: Any, produced: tuple, t0: float
+) -> RunResult:
+    from gradience.telemetry import perplexity
+
+    evals, stats, lora, total, ranks = produced
+    for key, ev in evals.items():
+        metrics = {ev.metric: ev.value, "loss": ev.loss, "ppl": perplexity(ev.loss), "n": ev.n}
+        writer.eval(stats.steps if stats else 0, _telemetry_split(cfg, key), metrics, name=ev.split)
+    writer.run_end("ok")
     write_json_atomic(run_dir / "eval.json", {"run": spec.name, "seed": spec.seed,
                                               "splits": {k: v.model_dump() for k, v in evals.items()}})  # fmt: skip
     res = RunResult(
-        spec=spec, fingerprint=fp, status="ok", lora_params=lora, trainable_params=total, ranks=ranks,
-        eval={k: SplitMetrics.of(v) for k, v in evals.items()},
+        spec=spec, fingerprint=fingerprint(cfg, spec), status="ok", lora_params=lora, trainable_params=total,
+        ranks=ranks, eval={k: SplitMetrics.of(v) for k, v in evals.items()},
         eval_split_names={k: v.split for k, v in evals.items()}, train=stats,
         wall_s=time.perf_counter() - t0, finished_at=_now(),
     )  # fmt: skip
@@ -168,59 +254,65 @@ def run_job(cfg: BenchConfig, spec: RunSpec, run_dir: Path, *, smoke: bool) -> R
     return res
 
 
-def _produce(
-    cfg: BenchConfig, spec: RunSpec, run_dir: Path, writer: Any, smoke: bool
-) -> tuple[dict[str, SplitEval], TrainStats | None, int, int, dict[str, int]]:
+def _lora(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx) -> Any:
+    from gradience.bench import training as T
+
+    return T.lora_config(spec.r, spec.alpha, cfg.lora.target_modules, cfg.lora.dropout, cfg.lora.use_rslora,
+                         spec.rank_pattern, spec.alpha_pattern, ctx.task.peft_task_type)  # fmt: skip
+
+
+def _fresh_base(spec: RunSpec, ctx: _Ctx) -> Any:
+    from gradience.bench import training as T
+
+    T.seed_everything(spec.seed)  # the classifier head's init is the same for probe and variants
+    return ctx.task.load_model(ctx.model_path, ctx.data, ctx.device)
+
+
+def _fresh_model(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx) -> tuple[Any, Any]:
+    """(base, PEFT model) exactly as a job trained alone starts: seeded, then get_peft_model."""
+    from peft import get_peft_model
+
+    base = _fresh_base(spec, ctx)
+    with warnings.catch_warnings():  # transformers 5 deprecation raised inside PEFT; not the user's concern
+        warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
+        return base, get_peft_model(base, _lora(cfg, spec, ctx))
+
+
+def _train(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx, model: Any, writer: Any) -> TrainStats:
+    from gradience.bench import training as T
+
+    tr, data, task = cfg.train, ctx.data, ctx.task
+    bs, pad = tr.per_device_eval_batch_size, data.pad_token_id
+
+    def monitor(step: int) -> None:
+        assert data.selection is not None
+        ev = T.evaluate(model, task, data.selection, bs, pad, ctx.device, f"{spec.name} selection")
+        writer.eval(step, "selection", {ev.metric: ev.value, "loss": ev.loss, "n": ev.n})
+
+    return T.train_lora(
+        model, data.train, task=task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
+        warmup_ratio=tr.warmup_ratio, weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad,
+        device=ctx.device, writer=writer, label=f"seed {spec.seed} {spec.name}",
+        on_eval=monitor if data.selection else None, eval_steps=tr.eval_steps,
+    )  # fmt: skip
+
+
+def _finish(
+    cfg: BenchConfig, spec: RunSpec, run_dir: Path, writer: Any, ctx: _Ctx, base: Any, model: Any,
+    stats: TrainStats | None,
+) -> tuple[dict[str, SplitEval], TrainStats | None, int, int, dict[str, int]]:  # fmt: skip
+    """Everything after training: the adapter saved (or truncated), its ranks verified, the eval
+    splits scored, the audit written."""
     from gradience.audit import audit_adapter
     from gradience.bench import training as T
-    from gradience.bench.tasks import load_task_data
 
-    tr = cfg.train
-    model_path = resolve_model_path(cfg.model.name)
-    device = T.resolve_device(cfg.runtime.device)
-    data = load_task_data(
-        model_path,
-        cfg.task,
-        tr.train_samples,
-        tr.eval_samples,
-        smoke=smoke,
-        selection=tr.eval_steps is not None,
-    )
-    task = data.task
-    assert task is not None
+    tr, data, task, device = cfg.train, ctx.data, ctx.task, ctx.device
     adapter = run_dir / "adapter"
-    T.seed_everything(spec.seed)  # the classifier head's init is the same for probe and variants
-    base = task.load_model(model_path, data, device)
-    stats: TrainStats | None = None
-    if spec.method == "train":
-        from peft import get_peft_model
-
-        lc = T.lora_config(spec.r, spec.alpha, cfg.lora.target_modules, cfg.lora.dropout, cfg.lora.use_rslora,
-                           spec.rank_pattern, spec.alpha_pattern, task.peft_task_type)  # fmt: skip
-        with (
-            warnings.catch_warnings()
-        ):  # transformers 5 deprecation raised inside PEFT; not the user's concern
-            warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-            model = get_peft_model(base, lc)
-        bs, pad = tr.per_device_eval_batch_size, data.pad_token_id
-
-        def monitor(step: int) -> None:
-            assert data.selection is not None
-            ev = T.evaluate(model, task, data.selection, bs, pad, device, f"{spec.name} selection")
-            writer.eval(step, "selection", {ev.metric: ev.value, "loss": ev.loss, "n": ev.n})
-
-        stats = T.train_lora(
-            model, data.train, task=task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
-            warmup_ratio=tr.warmup_ratio, weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad, device=device, writer=writer,
-            label=f"seed {spec.seed} {spec.name}", on_eval=monitor if data.selection else None,
-            eval_steps=tr.eval_steps,
-        )  # fmt: skip
+    if model is not None:
         model.save_pretrained(str(adapter))
     else:
         _truncate(run_dir.parent / str(spec.source) / "adapter", adapter, spec)
-        model = None
-    expected = spec.rank_pattern or {}
-    ranks = T.verify_ranks(adapter, expected, spec.r)
+    ranks = T.verify_ranks(adapter, spec.rank_pattern or {}, spec.r)
     splits = {"eval": (data.eval, f"{spec.name} eval {data.eval.name}")}
     if data.beside is not None:
         splits["beside"] = (data.beside, f"{spec.name} eval validation")

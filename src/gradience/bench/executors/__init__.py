@@ -59,8 +59,40 @@ class Runner(Protocol):
     def close(self) -> None: ...
 
 
+def fusable(cfg: BenchConfig, runner: Runner) -> bool:
+    """Fused training (``runtime.fuse: auto``) runs in this process: the inline runner, no
+    selection monitor during training (it evaluates one model mid-run)."""
+    return cfg.runtime.fuse == "auto" and hasattr(runner, "run_group") and cfg.train.eval_steps is None
+
+
+def _fused_phase(
+    cfg: BenchConfig, tasks: list[Task], store: Any, runner: Any
+) -> tuple[list[Task], list[tuple[Task, JobOutput]]]:
+    """Train the ``train`` tasks in fused groups, storing each finished job at once; return the
+    tasks left for the runner (the others, and each failed job's retry, alone) and what finished."""
+    train = [t for t in tasks if t.spec.method == "train"]
+    rest = [t for t in tasks if t.spec.method != "train"]
+    size, done = cfg.runtime.fuse_max_jobs, []
+    for start in range(0, len(train), size):
+        group = train[start : start + size]
+        if len(group) == 1:
+            rest.append(group[0])
+            continue
+        store.log(f"fused: training {', '.join(t.key for t in group)} together")
+        outcomes = runner.run_group([t.spec for t in group])
+        for task, out in zip(group, outcomes, strict=True):
+            if isinstance(out, JobOutput):
+                store.store(out)
+                done.append((task, out))
+            else:
+                store.log(f"{task.key}: fused attempt failed ({describe(out)}); retrying alone")
+                rest.append(Task(task.spec, task.probe, task.attempt + 1))
+    return rest, done
+
+
 def schedule(cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool, runner: Runner) -> None:
-    """Dependency-driven: a probe's variants are submitted the moment its output arrives."""
+    """Dependency-driven: a probe's variants are submitted the moment its output arrives. With
+    ``runtime.fuse: auto`` every probe is trained in fused groups first, then every variant."""
 
     def release(seed: int, out: JobOutput) -> None:
         for spec in plan_variants(cfg, seed, out, smoke):
@@ -69,12 +101,23 @@ def schedule(cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool, r
 
     pending: deque[tuple[int, JobOutput]] = deque()
     try:
+        todo = []
         for spec in probes:
             done = store.resumable(spec)
             if done is None:
-                runner.submit(Task(spec, None))
+                todo.append(Task(spec, None))
             else:
                 pending.append((spec.seed, done))
+        if fusable(cfg, runner):
+            left, probed = _fused_phase(cfg, todo, store, runner)
+            pending.extend((t.spec.seed, out) for t, out in probed)
+            variants = [Task(spec, out) for seed, out in pending for spec in plan_variants(cfg, seed, out, smoke)
+                        if store.resumable(spec) is None]  # fmt: skip
+            pending.clear()
+            more, _ = _fused_phase(cfg, variants, store, runner)
+            todo = left + more
+        for task in todo:
+            runner.submit(task)
         while pending:
             release(*pending.popleft())
         while runner.busy():

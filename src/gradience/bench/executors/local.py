@@ -52,6 +52,23 @@ class InlineRunner:
         finally:
             torch.set_num_threads(before)
 
+    def run_group(self, specs: list[RunSpec]) -> list[JobOutput | BaseException]:
+        """Train these jobs fused, in this process (``bench.fused``); per job its output or error."""
+        import torch
+
+        from gradience.bench.jobs import execute_group
+
+        before = torch.get_num_threads()
+        torch.set_num_threads(self.cfg.runtime.cpus_per_job or before)
+        try:
+            return execute_group(self.cfg, specs, self.smoke)
+        except BenchInputError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - the whole group failed: each job is retried alone
+            return [exc] * len(specs)
+        finally:
+            torch.set_num_threads(before)
+
     def close(self) -> None:
         self.queue.clear()
 
