@@ -212,16 +212,15 @@ def test_seed_dependent_frozen_weights_are_refused(no_dropout_bert: Path, data: 
         build(models, [lora_config(4, 8.0, TARGETS, 0.0, False)] * 2, ["default", "j1"])
 
 
-def _bench(root: Path, model_dir: Path, data_dir: Path, fuse: str) -> tuple[Path, Any]:
+def _bench(root: Path, make_config: Any, model_dir: Path, data_dir: Path, fuse: str) -> tuple[Path, Any]:
     import json
 
     import yaml
     from typer.testing import CliRunner
 
-    from conftest import tiny_config
     from gradience.cli import app
 
-    cfg = tiny_config(model_dir, data_dir, compression={"seeds": [7, 8]}, runtime={"fuse": fuse})
+    cfg = make_config(model_dir, data_dir, compression={"seeds": [7, 8]}, runtime={"fuse": fuse})
     root.mkdir(parents=True)
     (root / "cfg.yaml").write_text(yaml.safe_dump(cfg))
     res = CliRunner().invoke(
@@ -231,13 +230,15 @@ def _bench(root: Path, model_dir: Path, data_dir: Path, fuse: str) -> tuple[Path
     return root / "out", (json.loads(res.stdout), res.stderr)
 
 
-def test_a_fused_bench_equals_the_unfused_one(tmp_path: Path, no_dropout_bert: Path, sst2_dir: Path) -> None:
+def test_a_fused_bench_equals_the_unfused_one(
+    tmp_path: Path, make_config: Any, no_dropout_bert: Path, sst2_dir: Path
+) -> None:
     """Every probe and retrained variant of two seeds, fused (probes together, then variants
     together) vs one by one: the same per-item predictions in every run, the same verdicts."""
     import json
 
-    alone_dir, (alone, _) = _bench(tmp_path / "alone", no_dropout_bert, sst2_dir, "off")
-    fused_dir, (fused, err) = _bench(tmp_path / "fused", no_dropout_bert, sst2_dir, "auto")
+    alone_dir, (alone, _) = _bench(tmp_path / "alone", make_config, no_dropout_bert, sst2_dir, "off")
+    fused_dir, (fused, err) = _bench(tmp_path / "fused", make_config, no_dropout_bert, sst2_dir, "auto")
     assert "fused: training seed_7/probe_r8, seed_8/probe_r8 together" in err
     runs = sorted(p.parent.relative_to(alone_dir) for p in alone_dir.glob("seed_*/*/eval.json"))
     assert runs == sorted(p.parent.relative_to(fused_dir) for p in fused_dir.glob("seed_*/*/eval.json"))
