@@ -157,3 +157,31 @@ def test_pool_and_ray_share_one_scheduler_retries_and_failure_keys(
         assert len(retried) == 1, (executor, logs[executor])
     ok = {k: v for k, v in _preds(inline["out"]).items() if not k.endswith(victim)}
     assert _preds(tmp_path / "local") == ok == _preds(tmp_path / "ray")
+
+
+def test_ray_trains_fused_groups_as_tasks_with_the_same_runs_as_in_process(
+    inline: dict[str, Any], tmp_path: Path
+) -> None:
+    """``runtime.fuse: auto``: the retrained variants go to Ray as one task asking for their summed
+    CPUs, and every run's predictions equal the in-process fused bench's."""
+    ray = pytest.importorskip("ray", reason="ray is a dev dependency; pip install -e '.[dev]'")
+    cfg = yaml.safe_load(inline["cfg"].read_text())
+    cfg["runtime"]["fuse"] = "auto"
+    path = tmp_path / "fused.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    local_logs: list[str] = []
+    local = run_bench(str(path), tmp_path / "local", log=local_logs.append)
+    assert local.exit_code == 0
+    fused = [line for line in local_logs if line.startswith("fused: training")]
+    assert len(fused) == 1, local_logs  # one seed: the probe alone, then its retrained variants together
+    n_jobs = fused[0].count("seed_7/")
+    assert n_jobs >= 2
+    ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
+    try:
+        logs: list[str] = []
+        outcome = run_bench(str(path), tmp_path / "ray", executor="ray", log=logs.append)
+    finally:
+        ray.shutdown()
+    assert outcome.exit_code == 0
+    assert f"ray: fused group of {n_jobs} jobs, 2 CPU, 0 GPU" in logs, logs
+    _same_runs({"out": tmp_path / "local", "report": local.report}, tmp_path / "ray", outcome.report)

@@ -27,6 +27,17 @@ SCRATCH_PREFIX = "gradience-job-"  # + owner pid: a later bench sweeps those of 
 
 
 @dataclass
+class Failure:
+    why: str
+
+
+def describe(exc: BaseException) -> str:
+    """One line for a failed job: the exception's type and the first line of its message."""
+    msg = str(exc).strip()
+    return f"{type(exc).__name__}: {msg.splitlines()[0]}" if msg else type(exc).__name__
+
+
+@dataclass
 class JobOutput:
     """A finished run: its result and every file of its folder (``result.json`` excluded)."""
 
@@ -61,16 +72,16 @@ def execute_job(cfg: BenchConfig, spec: RunSpec, probe: JobOutput | None, smoke:
         return JobOutput(result=result, files=_collect(run_dir) if run_dir.is_dir() else {})
 
 
-def execute_group(cfg: BenchConfig, specs: list[RunSpec], smoke: bool) -> list[JobOutput | BaseException]:
-    """Train jobs together (``runs.run_fused``) in one scratch folder; per job its output or the
-    exception that ended it."""
+def execute_group(cfg: BenchConfig, specs: list[RunSpec], smoke: bool) -> list[JobOutput | Failure]:
+    """Train jobs together (``runs.run_fused``) in one scratch folder; per job its output or why
+    it failed (a plain value, so it crosses process boundaries)."""
     from gradience.bench.runs import run_fused
 
     with scratch_dir(SCRATCH_PREFIX) as root:
         dirs = [root / f"{s.seed}" / s.name for s in specs]
         results = run_fused(cfg, specs, dirs, smoke=smoke)
         return [
-            r if isinstance(r, BaseException) else JobOutput(result=r, files=_collect(d))
+            Failure(describe(r)) if isinstance(r, BaseException) else JobOutput(result=r, files=_collect(d))
             for r, d in zip(results, dirs, strict=True)
         ]
 

@@ -10,13 +10,12 @@ result is written by the driver through the ``RunStore``.
 from __future__ import annotations
 
 import os
-from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Protocol
 
 from gradience.bench.config import BenchConfig
-from gradience.bench.jobs import JobOutput, job_key, plan_variants
+from gradience.bench.jobs import Failure, JobOutput, describe, job_key, plan_variants
 from gradience.bench.runs import RunSpec
 
 MAX_ATTEMPTS = 2  # a job is retried once
@@ -39,17 +38,6 @@ class Task:
         return job_key(self.spec.seed, self.spec.name)
 
 
-@dataclass
-class Failure:
-    why: str
-
-
-def describe(exc: BaseException) -> str:
-    """One line for a failed job: the exception's type and the first line of its message."""
-    msg = str(exc).strip()
-    return f"{type(exc).__name__}: {msg.splitlines()[0]}" if msg else type(exc).__name__
-
-
 class Runner(Protocol):
     """Where tasks execute: ``submit`` queues one, ``next_done`` blocks until one has an outcome."""
 
@@ -60,9 +48,15 @@ class Runner(Protocol):
 
 
 def fusable(cfg: BenchConfig, runner: Runner) -> bool:
-    """Fused training (``runtime.fuse: auto``) runs in this process: the inline runner, no
-    selection monitor during training (it evaluates one model mid-run)."""
-    return cfg.runtime.fuse == "auto" and hasattr(runner, "run_group") and cfg.train.eval_steps is None
+    """Fused training (``runtime.fuse: auto``) needs a runner that trains groups (in this process
+    or as Ray tasks) and no selection monitor during training (it evaluates one model mid-run)."""
+    return cfg.runtime.fuse == "auto" and hasattr(runner, "run_groups") and cfg.train.eval_steps is None
+
+
+def group_cpus(cfg: BenchConfig, n_jobs: int, available: int) -> int:
+    """A fused group asks for its jobs' summed CPUs (``runtime.cpus_per_job``, default 1 each),
+    never more than ``available`` (a request no node can meet would wait forever)."""
+    return max(1, min((cfg.runtime.cpus_per_job or 1) * n_jobs, available))
 
 
 def _fused_phase(
@@ -73,53 +67,40 @@ def _fused_phase(
     train = [t for t in tasks if t.spec.method == "train"]
     rest = [t for t in tasks if t.spec.method != "train"]
     size, done = cfg.runtime.fuse_max_jobs, []
-    for start in range(0, len(train), size):
-        group = train[start : start + size]
-        if len(group) == 1:
-            rest.append(group[0])
-            continue
+    groups = [train[i : i + size] for i in range(0, len(train), size)]
+    rest += [g[0] for g in groups if len(g) == 1]
+    groups = [g for g in groups if len(g) > 1]
+    for group in groups:
         store.log(f"fused: training {', '.join(t.key for t in group)} together")
-        outcomes = runner.run_group([t.spec for t in group])
-        for task, out in zip(group, outcomes, strict=True):
+    outcomes = runner.run_groups([[t.spec for t in g] for g in groups]) if groups else []
+    for group, outs in zip(groups, outcomes, strict=True):
+        for task, out in zip(group, outs, strict=True):
             if isinstance(out, JobOutput):
                 store.store(out)
                 done.append((task, out))
             else:
-                store.log(f"{task.key}: fused attempt failed ({describe(out)}); retrying alone")
+                why = out.why if isinstance(out, Failure) else describe(out)
+                store.log(f"{task.key}: fused attempt failed ({why}); retrying alone")
                 rest.append(Task(task.spec, task.probe, task.attempt + 1))
     return rest, done
 
 
 def schedule(cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool, runner: Runner) -> None:
     """Dependency-driven: a probe's variants are submitted the moment its output arrives. With
-    ``runtime.fuse: auto`` every probe is trained in fused groups first, then every variant."""
+    ``runtime.fuse: auto`` every probe is trained first (in fused groups; a lone one or a retry
+    alone), then every variant of every seed, the retrained ones in fused groups."""
+    hold = fusable(cfg, runner)  # while fusing probes, their variants wait to be grouped
+    probed: list[tuple[int, JobOutput]] = []
 
     def release(seed: int, out: JobOutput) -> None:
+        if hold:
+            probed.append((seed, out))
+            return
         for spec in plan_variants(cfg, seed, out, smoke):
             if store.resumable(spec) is None:
                 runner.submit(Task(spec, out))
 
-    pending: deque[tuple[int, JobOutput]] = deque()
-    try:
-        todo = []
-        for spec in probes:
-            done = store.resumable(spec)
-            if done is None:
-                todo.append(Task(spec, None))
-            else:
-                pending.append((spec.seed, done))
-        if fusable(cfg, runner):
-            left, probed = _fused_phase(cfg, todo, store, runner)
-            pending.extend((t.spec.seed, out) for t, out in probed)
-            variants = [Task(spec, out) for seed, out in pending for spec in plan_variants(cfg, seed, out, smoke)
-                        if store.resumable(spec) is None]  # fmt: skip
-            pending.clear()
-            more, _ = _fused_phase(cfg, variants, store, runner)
-            todo = left + more
-        for task in todo:
-            runner.submit(task)
-        while pending:
-            release(*pending.popleft())
+    def drain() -> None:
         while runner.busy():
             task, outcome = runner.next_done()
             if isinstance(outcome, JobOutput):
@@ -131,6 +112,31 @@ def schedule(cfg: BenchConfig, probes: list[RunSpec], store: Any, smoke: bool, r
                 runner.submit(Task(task.spec, task.probe, task.attempt + 1))
             else:
                 store.fail(task.key, outcome.why)
+
+    try:
+        todo, resumed = [], []
+        for spec in probes:
+            done = store.resumable(spec)
+            if done is None:
+                todo.append(Task(spec, None))
+            else:
+                resumed.append((spec.seed, done))
+        if hold:
+            todo, fused = _fused_phase(cfg, todo, store, runner)
+            probed += resumed + [(t.spec.seed, out) for t, out in fused]
+            for task in todo:
+                runner.submit(task)
+            drain()
+            hold = False
+            todo = [Task(spec, out) for seed, out in probed for spec in plan_variants(cfg, seed, out, smoke)
+                    if store.resumable(spec) is None]  # fmt: skip
+            todo, _ = _fused_phase(cfg, todo, store, runner)
+            resumed = []
+        for task in todo:
+            runner.submit(task)
+        for seed, out in resumed:
+            release(seed, out)
+        drain()
     finally:
         runner.close()
 
@@ -156,6 +162,8 @@ __all__ = [
     "Failure",
     "Task",
     "describe",
+    "fusable",
+    "group_cpus",
     "make_executor",
     "schedule",
     "threads_per_job",

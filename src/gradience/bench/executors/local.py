@@ -20,7 +20,7 @@ from typing import Any
 
 from gradience.bench import BenchInputError
 from gradience.bench.config import BenchConfig
-from gradience.bench.executors import Failure, Task, describe, schedule, threads_per_job
+from gradience.bench.executors import Failure, Task, describe, group_cpus, schedule, threads_per_job
 from gradience.bench.jobs import JobOutput, execute_job
 from gradience.bench.runs import RunSpec
 
@@ -52,20 +52,26 @@ class InlineRunner:
         finally:
             torch.set_num_threads(before)
 
-    def run_group(self, specs: list[RunSpec]) -> list[JobOutput | BaseException]:
-        """Train these jobs fused, in this process (``bench.fused``); per job its output or error."""
+    def run_groups(self, groups: list[list[RunSpec]]) -> list[list[JobOutput | Failure]]:
+        """Train each group fused, in this process (``bench.fused``), one group after another."""
+        return [self._group(specs) for specs in groups]
+
+    def _group(self, specs: list[RunSpec]) -> list[JobOutput | Failure]:
         import torch
 
         from gradience.bench.jobs import execute_group
 
         before = torch.get_num_threads()
-        torch.set_num_threads(self.cfg.runtime.cpus_per_job or before)
+        cpus = os.cpu_count() or 1
+        torch.set_num_threads(
+            group_cpus(self.cfg, len(specs), cpus) if self.cfg.runtime.cpus_per_job else before
+        )
         try:
             return execute_group(self.cfg, specs, self.smoke)
         except BenchInputError:
             raise
         except Exception as exc:  # noqa: BLE001 - the whole group failed: each job is retried alone
-            return [exc] * len(specs)
+            return [Failure(describe(exc))] * len(specs)
         finally:
             torch.set_num_threads(before)
 
