@@ -25,16 +25,15 @@ import tempfile
 import time
 from pathlib import Path
 
-import numpy as np
 import torch
 from safetensors.torch import save_file
 
 from _adapters import LLAMA7B_MODULES, build_7b_adapter
 from _common import write_result
 from gradience.audit import open_adapter
-from gradience.audit.spectra import gram_cores, one_blas_thread, spectrum_from_grams
-from gradience.compress import truncate_factors
+from gradience.audit.spectra import one_blas_thread, to_f64
 from gradience.merge import MergePlan, merge_adapters, merge_audit
+from gradience.merge.combine import _merge_layer, _Part
 from gradience.merge.geometry import pair_geometry, thin_svd
 
 MEM_PROBE = """
@@ -91,14 +90,15 @@ def ours_audit_layer(x: tuple, y: tuple) -> None:
         pair_geometry(thin_svd(*x), thin_svd(*y))
 
 
-def ours_svd_merge_layer(x: tuple, y: tuple, k: int) -> None:
-    (a1, b1, s1), (a2, b2, s2) = x, y
-    a = np.concatenate([a1, a2]).astype(np.float64)
-    b = np.concatenate([0.5 * s1 * b1.astype(np.float64), 0.5 * s2 * b2.astype(np.float64)], axis=1)
+def ours_svd_merge_layer(x: tuple, y: tuple, k: int, specs: tuple) -> None:
+    """What `merge --method svd` does per layer once the factors are read: float64 factors,
+    concatenation, Gram cores, spectrum, rank-k factors (combine._merge_layer itself)."""
+    parts = [
+        _Part(i, 0.5, spec, *to_f64(f[0], f[1]))
+        for i, (f, spec) in enumerate(zip((x, y), specs, strict=True))
+    ]
     with one_blas_thread():
-        cores = gram_cores(a, b)
-        spectrum_from_grams(cores.ga, cores.gb)
-        truncate_factors(a, b, k, (cores.ga, cores.gb))
+        _merge_layer(MergePlan(method="svd", rank=k), parts, 0)
 
 
 def build_base(path: Path, n_layers: int) -> Path:
@@ -158,7 +158,8 @@ def main() -> int:
             d_m = clock(lambda x=x, y=y: dense_svd_merge_layer(x, y, 64))
             o_a = min((clock(lambda x=x, y=y: ours_audit_layer(x, y)) for _ in range(5)), key=lambda t: t[0])
             o_m = min(
-                (clock(lambda x=x, y=y: ours_svd_merge_layer(x, y, 64)) for _ in range(5)), key=lambda t: t[0]
+                (clock(lambda x=x, y=y, s=(la, lb): ours_svd_merge_layer(x, y, 64, s)) for _ in range(5)),
+                key=lambda t: t[0],
             )
             lines += [
                 f"| dense merge-audit fp32, {la.name} ({shape}) | {fmt(d_a[0])} | {fmt(d_a[1])} | "

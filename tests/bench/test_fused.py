@@ -254,3 +254,43 @@ def test_a_fused_bench_equals_the_unfused_one(
         assert fused["compressed"][name]["verdict"]["non_inferiority"] == v["verdict"]["non_inferiority"], (
             name
         )
+
+
+def test_bf16_autocast_runs_the_matmuls_in_bf16_and_keeps_fp32_weights(
+    no_dropout_bert: Path, data: Any
+) -> None:
+    """runtime.precision bf16: the base's linear layers compute in bfloat16 (seen by a hook), every
+    trainable weight stays fp32, and 5 steps alone and fused land near the fp32 run."""
+    kw = {**KW, "steps": 5}
+    seen: set[torch.dtype] = set()
+
+    def run(precision: str, fused: bool) -> dict[str, torch.Tensor]:
+        models = [_model(no_dropout_bert, data, s, 4, 8.0, {}) for s in ((1, 2) if fused else (1,))]
+        if fused:
+            model = build(models, [lora_config(4, 8.0, TARGETS, 0.0, False)] * 2, ["default", "j1"])
+            jobs = [FusedJob(adapter=n, seed=s, label=n) for n, s in (("default", 1), ("j1", 2))]
+        else:
+            model = models[0]
+        first = next(m for n, m in model.named_modules() if n.endswith("query.base_layer"))
+        hook = first.register_forward_hook(lambda mod, inp, out: seen.add(out.dtype))
+        with _quiet():
+            if fused:
+                train_fused(model, jobs, data.train, task=data.task, pad_token_id=data.pad_token_id,
+                            device=torch.device("cpu"), label="fused", precision=precision, **kw)  # fmt: skip
+            else:
+                train_lora(model, data.train, task=data.task, seed=1, pad_token_id=data.pad_token_id,
+                           device=torch.device("cpu"), precision=precision, **kw)  # fmt: skip
+        hook.remove()
+        assert all(p.dtype == torch.float32 for p in model.parameters() if p.requires_grad)
+        return _state(model)
+
+    ref = run("fp32", fused=False)
+    assert seen == {torch.float32}
+    for fused in (False, True):
+        seen.clear()
+        got = run("bf16", fused)
+        assert seen == {torch.bfloat16}
+        for k, v in ref.items():
+            assert torch.isfinite(got[k]).all()
+            # bf16 rounds every activation to 8 bits of mantissa; Adam's first steps amplify it
+            assert float((got[k] - v).norm() / v.norm()) < 0.1, (fused, k)

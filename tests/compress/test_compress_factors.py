@@ -48,7 +48,13 @@ def test_both_paths_are_taken():
     a, b = _factors(0, 8, 40, 40, 0.0)
     ga, gb = (a @ a.T).numpy(), (b.T @ b).numpy()
     assert _mixers(ga, gb, 4) is not None  # well conditioned: Gram-core path
-    a, b = _factors(0, 8, 40, 40, 6.0)  # κ(G_B) = 1e12 > 1e8: QR fallback
-    assert _mixers(a.numpy() @ a.numpy().T, (b.T @ b).numpy(), 4) is None
-    _check(a, b, 4)
+    a, b = _factors(0, 8, 40, 40, 6.0)  # σ spans ~1e6: keeping all 8 (σ₁²/σ₈² ≈ 1e12 > 1e8): QR fallback
+    ga, gb = (a @ a.T).numpy(), (b.T @ b).numpy()
+    assert _mixers(ga, gb, 8) is None
+    _check(a, b, 8)
+    assert _mixers(ga, gb, 3) is not None  # the ill-conditioned tail is dropped: Gram path, still exact
+    _check(a, b, 3)
+    a2 = torch.cat([a[:4], a[:4] + 1e-9 * a[4:]])  # κ(G_A) ≈ 1e18: QR fallback
+    assert _mixers((a2 @ a2.T).numpy(), gb, 3) is None
+    _check(a2, b, 3)
     _check(a, torch.zeros_like(b), 3)  # untrained layer

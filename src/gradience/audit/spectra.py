@@ -91,7 +91,16 @@ def to_f64(a: Any, b: Any, ws: Workspace | None = None) -> tuple[np.ndarray, np.
     a, b = as_numpy(a), as_numpy(b)
     if ws is not None:
         return ws.f64(a, b)
-    return np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)  # no copy if float64
+    return _f64(a), _f64(b)
+
+
+def _f64(x: np.ndarray) -> np.ndarray:
+    """float64 (no copy if already): float16 through `cast_into`, whose subnormals stay fast."""
+    if x.dtype == np.float64:
+        return x
+    out = np.empty(x.shape, dtype=np.float64)
+    cast_into(out, x)
+    return out
 
 
 @dataclass

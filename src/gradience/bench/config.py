@@ -212,6 +212,11 @@ class RuntimeConfig(_Strict):
         description="auto: train the probes of all seeds together, then the retrained variants (bench.fused).",
     )
     fuse_max_jobs: int = Field(8, ge=1, description="At most this many jobs share one fused model.")
+    precision: Literal["fp32", "bf16"] = Field(
+        "fp32",
+        description="bf16: training's forward matmuls under bfloat16 autocast (weights, gradients and "
+        "AdamW state stay fp32; evaluation stays fp32).",
+    )
 
 
 class BenchConfig(_Strict):

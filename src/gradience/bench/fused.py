@@ -28,7 +28,7 @@ from typing import Any
 import numpy as np
 
 from gradience.bench.tasks import Split, Task
-from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _batches, progress
+from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _batches, autocast, progress
 from gradience.files import checkpoint
 
 _GROUPS: list[list[tuple[str, slice]]] = []  # the row groups of the forward pass in flight
@@ -175,7 +175,7 @@ def plan_chunks(lengths: list[np.ndarray], chunk_rows: int) -> list[list[tuple[i
 def train_fused(
     model: Any, jobs: list[FusedJob], data: Split, *, task: Task, steps: int, batch_size: int, lr: float,
     weight_decay: float, warmup_ratio: float, pad_token_id: int, device: Any, label: str,
-    chunk_rows: int | None = None,
+    chunk_rows: int | None = None, precision: str = "fp32",
 ) -> list[TrainStats | None]:  # fmt: skip
     """Train every job for ``steps`` steps; a job whose loss turns non-finite stops there (its
     ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone. Each step runs
@@ -216,8 +216,8 @@ def train_fused(
                 for j, pos in chunk:
                     groups.append((jobs[alive[j]].adapter, slice(at, at + len(pos))))
                     at += len(pos)
-                with row_groups(groups):
-                    logits = model(**batch).logits
+                with row_groups(groups), autocast(device, precision):
+                    logits = model(**batch).logits.float()
                 total = None
                 for (j, _), (_, sl) in zip(chunk, groups, strict=True):
                     k = alive[j]

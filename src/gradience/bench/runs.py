@@ -178,7 +178,7 @@ def run_fused(cfg: BenchConfig, specs: list[RunSpec], run_dirs: list[Path], *, s
         stats = F.train_fused(
             model, jobs, ctx.data.train, task=ctx.task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size,
             lr=tr.lr, weight_decay=tr.weight_decay, warmup_ratio=tr.warmup_ratio, pad_token_id=ctx.data.pad_token_id,
-            device=ctx.device, label=label,
+            device=ctx.device, label=label, precision=cfg.runtime.precision,
         )  # fmt: skip
         states = [get_peft_model_state_dict(model, adapter_name=n) for n in names]
         del model
@@ -293,7 +293,7 @@ def _train(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx, model: Any, writer: Any) 
         model, data.train, task=task, steps=tr.max_steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
         warmup_ratio=tr.warmup_ratio, weight_decay=tr.weight_decay, seed=spec.seed, pad_token_id=pad,
         device=ctx.device, writer=writer, label=f"seed {spec.seed} {spec.name}",
-        on_eval=monitor if data.selection else None, eval_steps=tr.eval_steps,
+        on_eval=monitor if data.selection else None, eval_steps=tr.eval_steps, precision=cfg.runtime.precision,
     )  # fmt: skip
 
 

@@ -128,11 +128,19 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndar
         buf = buf[batch_size:]
 
 
+def autocast(device: Any, precision: str) -> Any:
+    """bf16: the forward's matmuls in bfloat16 (AMX/AVX-512-BF16 CPUs, CUDA); the parameters,
+    their gradients and AdamW's state stay fp32. fp32: a no-op."""
+    import torch
+
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
+
+
 def train_lora(
     model: Any, data: Split, *, task: Task, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
     warmup_ratio: float = 0.06,
     pad_token_id: int, device: Any, writer: Any = None, label: str = "train",
-    on_eval: Any = None, eval_steps: int | None = None,
+    on_eval: Any = None, eval_steps: int | None = None, precision: str = "fp32",
 ) -> TrainStats:  # fmt: skip
     import torch
     from transformers import get_linear_schedule_with_warmup
@@ -149,7 +157,8 @@ def train_lora(
         for step, idx in enumerate(_batches(len(data), batch_size, steps, seed), start=1):
             batch = {k: v.to(device) for k, v in task.collate(data, idx, pad_token_id).items()}
             tokens += int(batch["attention_mask"].sum())
-            loss = model(**batch).loss
+            with autocast(device, precision):
+                loss = model(**batch).loss.float()
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{label}: non-finite loss at step {step}; lower train.lr")
             loss.backward()

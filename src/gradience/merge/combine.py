@@ -17,14 +17,16 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from gradience.audit import Adapter, LayerSpec, energy_rank, module_type
 from gradience.audit.metrics import numerical_rank
-from gradience.audit.spectra import gram_cores, one_blas_thread, spectrum_from_grams
+from gradience.audit.parallel import ordered_map
+from gradience.audit.spectra import gram_cores, one_blas_thread, spectrum_from_grams, to_f64
 from gradience.audit.store import encode
-from gradience.compress import truncate_factors
+from gradience.compress.factors import core_eig, truncated
 from gradience.compress.peft_config import LayerTarget, build_config
 from gradience.compress.st_writer import SafetensorsStreamWriter
 from gradience.files import check_output_dir, staged_output, write_json_atomic
@@ -63,14 +65,19 @@ def _merge_layer(plan: MergePlan, parts: list[_Part], j: int) -> tuple[np.ndarra
     """(A' k×in, B' out×k, σ of the exact merged update) for one layer."""
     if plan.method in ("linear", "svd"):
         a_cat = np.concatenate([p.a for p in parts])
-        b_cat = np.concatenate([p.weight * p.spec.scale * p.b for p in parts], axis=1)
+        b_cat = np.empty((parts[0].b.shape[0], a_cat.shape[0]))
+        col = 0
+        for p in parts:  # one pass per input: scaled straight into the concatenation
+            np.multiply(p.b, p.weight * p.spec.scale, out=b_cat[:, col : col + p.b.shape[1]])
+            col += p.b.shape[1]
         cores = gram_cores(a_cat, b_cat)
-        sigma = spectrum_from_grams(cores.ga, cores.gb)
+        eig = core_eig(cores.ga, cores.gb)  # also the spectrum, when G_A is well conditioned
+        sigma = eig.sigma if eig is not None else spectrum_from_grams(cores.ga, cores.gb)
         if plan.method == "linear":
             return a_cat, b_cat, sigma
         cap = min(a_cat.shape[0], a_cat.shape[1], b_cat.shape[0])
         k = _rank(plan, sigma, max(p.spec.r for p in parts), cap)
-        a2, b2 = truncate_factors(a_cat, b_cat, k, (cores.ga, cores.gb))
+        a2, b2 = truncated(a_cat, b_cat, k, (cores.ga, cores.gb), eig=eig)
         return a2, b2, sigma
     deltas = [p.spec.scale * (p.b @ p.a) for p in parts]
     weights = [p.weight for p in parts]
@@ -130,18 +137,28 @@ def merge_adapters(
     code = _CODES[plan.dtype]
     tensors: dict[str, tuple[str, np.ndarray]] = {}  # key → (safetensors code, storage array)
     rows, targets = [], []
+
+    def one(item: tuple[int, str], ws: object) -> tuple[Any, ...]:
+        j, name = item
+        parts, shapes = [], []
+        for i, (ad, layers) in enumerate(zip(adapters, maps, strict=True)):
+            if name in layers:
+                sp = layers[name]
+                shapes.append((ad.shape(sp.a_key), ad.shape(sp.b_key)))
+                a, b = ad.factors(sp)  # matrices, bf16 widened; conv kernels flattened
+                parts.append(_Part(i, weights[i], sp, *to_f64(a, b)))
+        a2, b2, sigma = _merge_layer(plan, parts, j)
+        return parts[0].spec, shapes[0], a2, b2, sigma, len(parts), [p.spec.r for p in parts]
+
+    # factor merges: layers on several threads (numpy releases the GIL); ties/dare hold dense
+    # out×in updates, so one layer at a time
     with one_blas_thread():
-        for j, name in enumerate(names):
-            parts, shapes = [], []
-            for i, (ad, layers) in enumerate(zip(adapters, maps, strict=True)):
-                if name in layers:
-                    sp = layers[name]
-                    shapes.append((ad.shape(sp.a_key), ad.shape(sp.b_key)))
-                    a, b = ad.factors(sp)  # matrices, bf16 widened; conv kernels flattened
-                    parts.append(_Part(i, weights[i], sp, a.astype(np.float64), b.astype(np.float64)))
-            a2, b2, sigma = _merge_layer(plan, parts, j)
-            k, spec = a2.shape[0], parts[0].spec
-            a_shape, b_shape = shapes[0]
+        for name, (spec, (a_shape, b_shape), a2, b2, sigma, n_src, ranks) in zip(
+            names,
+            ordered_map(one, list(enumerate(names)), workers=None if plan.method in ("linear", "svd") else 1),
+            strict=True,
+        ):
+            k = a2.shape[0]
             tensors[spec.a_key] = (code, encode(a2.reshape(k, *a_shape[1:]), code))
             tensors[spec.b_key] = (code, encode(b2.reshape(b_shape[0], k, *b_shape[2:]), code))
             e = sigma**2
@@ -150,8 +167,8 @@ def merge_adapters(
                 MergedLayer(
                     name=name,
                     module_type=module_type(name),
-                    sources=len(parts),
-                    input_ranks=[p.spec.r for p in parts],
+                    sources=n_src,
+                    input_ranks=ranks,
                     rank=k,
                     frob_norm=total**0.5,
                     retained_energy=float(e[:k].sum()) / total if total > 0 else 1.0,

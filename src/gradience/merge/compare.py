@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 
 from gradience.audit import LayerSpec, module_type
+from gradience.audit.parallel import ordered_map
 from gradience.audit.spectra import one_blas_thread
 from gradience.merge.errors import MergeError
 from gradience.merge.geometry import PairGeometry, pair_geometry, thin_svd
@@ -98,13 +99,15 @@ def merge_audit(
     shared = [name for name in map_a if name in map_b]
     if not shared:
         raise MergeError(f"{a} and {b} adapt no module in common: nothing to compare")
-    rows: list[LayerCompat] = []
-    with one_blas_thread():
-        for name in shared:
-            la, lb = map_a[name], map_b[name]
-            xa = thin_svd(*ad_a.factors(la), la.scale)
-            xb = thin_svd(*ad_b.factors(lb), lb.scale)
-            rows.append(_layer(la, lb, pair_geometry(xa, xb), xa.k, xb.k, th, top_k))
+
+    def one(name: str, ws: object) -> LayerCompat:
+        la, lb = map_a[name], map_b[name]
+        xa = thin_svd(*ad_a.factors(la), la.scale)
+        xb = thin_svd(*ad_b.factors(lb), lb.scale)
+        return _layer(la, lb, pair_geometry(xa, xb), xa.k, xb.k, th, top_k)
+
+    with one_blas_thread():  # layers on several threads instead (numpy releases the GIL)
+        rows: list[LayerCompat] = list(ordered_map(one, shared))
     inner = float(sum(r.inner_product for r in rows))
     ea, eb = sum(r.norm_a**2 for r in rows), sum(r.norm_b**2 for r in rows)
     global_cos = inner / float(np.sqrt(ea * eb)) if ea > 0 and eb > 0 else None
