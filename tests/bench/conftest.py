@@ -10,6 +10,8 @@ from typing import Any
 import pytest
 from causal_fixtures import causal_lm_dir  # noqa: F401  (the pre-trained tiny Llama, a session fixture)
 
+from gradience.bench.config import TaskConfig
+from gradience.bench.tasks import load_task_data
 from tiny_models import save_tiny_bert
 
 os.environ.setdefault("HF_DATASETS_OFFLINE", "1")
@@ -62,3 +64,15 @@ def tiny_config(model_dir: Path, data_dir: Path, **sections: dict[str, Any]) -> 
     for section, values in sections.items():
         cfg[section].update(values)
     return cfg
+
+
+@pytest.fixture(scope="session")
+def no_dropout_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return save_tiny_bert(tmp_path_factory.mktemp("bert_no_dropout"), initializer_range=0.3, hidden_dropout_prob=0.0,
+                          attention_probs_dropout_prob=0.0, classifier_dropout=0.0)  # fmt: skip
+
+
+@pytest.fixture(scope="session")
+def data(no_dropout_bert: Path, sst2_dir: Path) -> Any:
+    cfg = TaskConfig(type="classification", data_dir=str(sst2_dir))
+    return load_task_data(str(no_dropout_bert), cfg, 400, 120, smoke=False, selection=False)

@@ -16,11 +16,8 @@ import numpy as np
 import pytest
 import torch
 
-from gradience.bench.config import TaskConfig
 from gradience.bench.fused import FusedJob, FusedUnsupported, build, loss_sum, plan_chunks, train_fused
-from gradience.bench.tasks import load_task_data
 from gradience.bench.training import lora_config, seed_everything, set_progress_factory, train_lora
-from tiny_models import save_tiny_bert
 
 TARGETS = ["query", "key", "value", "attention.output.dense"]
 JOBS = [  # seed, r, alpha, rank_pattern: different seeds, ranks and a per-layer pattern
@@ -47,18 +44,6 @@ def _quiet() -> Iterator[None]:
         yield
     finally:
         set_progress_factory(before)
-
-
-@pytest.fixture(scope="module")
-def no_dropout_bert(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    return save_tiny_bert(tmp_path_factory.mktemp("bert_no_dropout"), initializer_range=0.3, hidden_dropout_prob=0.0,
-                          attention_probs_dropout_prob=0.0, classifier_dropout=0.0)  # fmt: skip
-
-
-@pytest.fixture(scope="module")
-def data(no_dropout_bert: Path, sst2_dir: Path) -> Any:
-    cfg = TaskConfig(type="classification", data_dir=str(sst2_dir))
-    return load_task_data(str(no_dropout_bert), cfg, 400, 120, smoke=False, selection=False)
 
 
 def _model(model_dir: Path, data: Any, seed: int, r: int, alpha: float, pattern: dict[str, int],

@@ -172,16 +172,36 @@ def plan_chunks(lengths: list[np.ndarray], chunk_rows: int) -> list[list[tuple[i
     return chunks
 
 
+def _padded_logits(
+    model: Any, task: Task, data: Split, parts: list[tuple[str, np.ndarray]], pad_token_id: int, device: Any
+) -> tuple[Any, Any, list[tuple[str, slice]]]:
+    """The jobs' rows stacked and right-padded to the longest; each job's slice of them."""
+    rows = np.concatenate([r for _, r in parts])
+    batch = {k: v.to(device) for k, v in task.collate(data, rows, pad_token_id).items()}
+    labels = batch.pop("labels")
+    groups, at = [], 0
+    for name, r in parts:
+        groups.append((name, slice(at, at + len(r))))
+        at += len(r)
+    with row_groups(groups):
+        return model(**batch).logits, labels, groups
+
+
 def train_fused(
     model: Any, jobs: list[FusedJob], data: Split, *, task: Task, steps: int, batch_size: int, lr: float,
     weight_decay: float, warmup_ratio: float, pad_token_id: int, device: Any, label: str,
-    chunk_rows: int | None = None, precision: str = "fp32",
+    chunk_rows: int | None = None, precision: str = "fp32", pack: bool | None = None,
 ) -> list[TrainStats | None]:  # fmt: skip
     """Train every job for ``steps`` steps; a job whose loss turns non-finite stops there (its
     ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone. Each step runs
-    the jobs' rows in length-sorted chunks of ``chunk_rows`` (default: the batch size)."""
+    the jobs' rows in length-sorted chunks of ``chunk_rows`` (default: the batch size), packed
+    (``bench.packing``) where the model allows it unless ``pack`` is False."""
     import torch
     from transformers import get_linear_schedule_with_warmup
+
+    from gradience.bench.packing import packable, packed_logits
+
+    pack = packable(model, task) if pack is None else pack and packable(model, task)
 
     chunk_rows = chunk_rows or batch_size
     by_name = dict(model.named_parameters())
@@ -209,19 +229,19 @@ def train_fused(
             for k in alive:  # a job's mean is over its whole batch, whatever the chunks
                 counts[k] = int(per_row[idx[k]].sum())
             for chunk in plan:
-                rows = np.concatenate([idx[alive[j]][pos] for j, pos in chunk])
-                batch = {k: v.to(device) for k, v in task.collate(data, rows, pad_token_id).items()}
-                labels = batch.pop("labels")
-                groups, at = [], 0
-                for j, pos in chunk:
-                    groups.append((jobs[alive[j]].adapter, slice(at, at + len(pos))))
-                    at += len(pos)
-                with row_groups(groups), autocast(device, precision):
-                    logits = model(**batch).logits.float()
+                parts = [(jobs[alive[j]].adapter, idx[alive[j]][pos]) for j, pos in chunk]
+                with autocast(device, precision):
+                    if pack:
+                        logits, labels, groups = packed_logits(model, data, parts, pad_token_id, device)
+                    else:
+                        logits, labels, groups = _padded_logits(
+                            model, task, data, parts, pad_token_id, device
+                        )
+                logits = logits.float()
                 total = None
-                for (j, _), (_, sl) in zip(chunk, groups, strict=True):
+                for (j, _), (_, rows), (_, sl) in zip(chunk, parts, groups, strict=True):
                     k = alive[j]
-                    tokens[k] += int(batch["attention_mask"][sl].sum())
+                    tokens[k] += int(width[rows].sum())
                     part, _ = loss_sum(task, logits[sl], labels[sl])
                     sums[k] += float(part.detach())
                     scaled = part / max(counts[k], 1)

@@ -1,0 +1,116 @@
+"""Sequence packing for fused training of BERT-style classifiers.
+
+Length-sorted chunks still pad every row to its chunk's longest; SST-2 sentences average 13
+tokens against ~21 computed per row that way. Packed, several sentences of one job share a row
+of the forward pass, each in its own block of a block-diagonal attention mask and with its own
+positions (``position_ids`` restart at 0), so only each bin's tail is padding.
+
+Exact up to float rounding: a token attends only to its own sentence, its position embedding is
+its position in that sentence, and every other layer of the encoder acts token by token; each
+sentence's first token ([CLS]) is gathered back and goes through the model's own pooler, dropout
+and head. Supported: ``BertForSequenceClassification``-shaped models (``.bert`` with a pooler,
+``.dropout``, ``.classifier``) with eager or SDPA attention; anything else trains unpacked.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from gradience.bench.tasks import Split, Task
+
+_ATTENTION = ("sdpa", "eager")
+
+
+def _inner(model: Any) -> Any:
+    return model.base_model.model  # PeftModel → LoraModel → the transformers model
+
+
+def packable(model: Any, task: Task) -> bool:
+    inner = _inner(model)
+    bert = getattr(inner, "bert", None)
+    return (
+        task.peft_task_type == "SEQ_CLS"
+        and getattr(bert, "pooler", None) is not None
+        and hasattr(inner, "classifier")
+        and hasattr(inner, "dropout")
+        and getattr(inner.config, "_attn_implementation", None) in _ATTENTION
+    )
+
+
+def bins(lengths: list[int], capacity: int) -> list[list[int]]:
+    """First-fit decreasing: the indices of `lengths` in each bin, no bin over `capacity`."""
+    loads: list[int] = []
+    out: list[list[int]] = []
+    for i in sorted(range(len(lengths)), key=lambda i: -lengths[i]):
+        for b, load in enumerate(loads):
+            if load + lengths[i] <= capacity:
+                loads[b] += lengths[i]
+                out[b].append(i)
+                break
+        else:
+            loads.append(lengths[i])
+            out.append([i])
+    return out
+
+
+def packed_logits(
+    model: Any, split: Split, jobs: list[tuple[str, np.ndarray]], pad_token_id: int, device: Any
+) -> tuple[Any, Any, list[tuple[str, slice]]]:
+    """Logits and labels of every job's rows (job after job, each job's rows in the given order)
+    and each job's slice of them. Bins never mix jobs, so each LoRA branch sees only its own."""
+    import torch
+
+    from gradience.bench.fused import row_groups
+
+    feats = split.features
+    ids, types = feats["input_ids"], feats.get("token_type_ids")
+    capacity = max(len(ids[i]) for _, rows in jobs for i in rows)
+    packed: list[tuple[int, list[int]]] = []  # (job, row positions in the job's list) per bin
+    for j, (_, rows) in enumerate(jobs):
+        packed += [(j, b) for b in bins([len(ids[i]) for i in rows], capacity)]
+    n_bins = len(packed)
+    input_ids = torch.full((n_bins, capacity), pad_token_id, dtype=torch.long)
+    token_types = torch.zeros((n_bins, capacity), dtype=torch.long)
+    positions = torch.zeros((n_bins, capacity), dtype=torch.long)
+    segment = torch.full((n_bins, capacity), -1, dtype=torch.long)  # padding: its own segment
+    starts = {}  # (job, position) → (bin, offset) of the row's first token
+    for b, (j, members) in enumerate(packed):
+        at = 0
+        for pos in members:
+            row = int(jobs[j][1][pos])
+            n = len(ids[row])
+            input_ids[b, at : at + n] = torch.tensor(ids[row])
+            if types is not None:
+                token_types[b, at : at + n] = torch.tensor(types[row])
+            positions[b, at : at + n] = torch.arange(n)
+            segment[b, at : at + n] = pos
+            starts[(j, pos)] = (b, at)
+            at += n
+    mask = (segment[:, :, None] == segment[:, None, :])[:, None]  # (bins, 1, L, L), True: attend
+    inner = _inner(model)
+    if inner.config._attn_implementation == "eager":  # eager adds the mask to the scores
+        dtype = inner.dtype
+        mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
+    bin_groups, row_groups_, cls_bin, cls_at, labels = [], [], [], [], []
+    b0 = r0 = 0
+    for j, (name, rows) in enumerate(jobs):
+        nb = sum(1 for jj, _ in packed if jj == j)
+        bin_groups.append((name, slice(b0, b0 + nb)))
+        row_groups_.append((name, slice(r0, r0 + len(rows))))
+        b0, r0 = b0 + nb, r0 + len(rows)
+        for pos in range(len(rows)):
+            b, at = starts[(j, pos)]
+            cls_bin.append(b)
+            cls_at.append(at)
+        labels += [split.labels[int(i)] for i in rows]
+    with row_groups(bin_groups):
+        hidden = inner.bert(
+            input_ids=input_ids.to(device), attention_mask=mask.to(device), token_type_ids=token_types.to(device),
+            position_ids=positions.to(device),
+        ).last_hidden_state  # fmt: skip
+    cls = hidden[torch.tensor(cls_bin, device=device), torch.tensor(cls_at, device=device)]
+    with row_groups(row_groups_):
+        logits = inner.classifier(inner.dropout(inner.bert.pooler(cls[:, None])))
+    return logits, torch.tensor(labels, dtype=torch.long, device=device), row_groups_

@@ -1,0 +1,79 @@
+"""Sequence packing for fused training: packed logits equal the padded forward's (SDPA and eager
+attention, two jobs with different ranks), bins respect their capacity, and training packed
+equals training padded. (The fused-vs-alone tests in test_fused.py run packed.)"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+import torch
+from test_fused import KW, TARGETS, _model, _quiet, _state
+
+from gradience.bench.fused import FusedJob, _padded_logits, build, fused_forward, train_fused
+from gradience.bench.packing import bins, packable, packed_logits
+from gradience.bench.training import lora_config
+
+
+def test_bins_hold_every_row_once_within_capacity() -> None:
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(3, 40, size=60).tolist()
+    cap = max(lengths)
+    out = bins(lengths, cap)
+    assert sorted(i for b in out for i in b) == list(range(60))
+    assert all(sum(lengths[i] for i in b) <= cap for b in out)
+    loads = [sum(lengths[i] for i in b) for b in out]
+    # first fit: no two bins could have been one
+    assert all(loads[a] + loads[b] > cap for a in range(len(out)) for b in range(a + 1, len(out)))
+    assert len(out) < len(lengths)
+
+
+def _two_jobs(no_dropout_bert: Path, data: Any) -> Any:
+    models = [_model(no_dropout_bert, data, 1, 8, 16.0, {}), _model(no_dropout_bert, data, 2, 4, 8.0, {})]
+    configs = [lora_config(8, 16.0, TARGETS, 0.0, False), lora_config(4, 8.0, TARGETS, 0.0, False)]
+    model = build(models, configs, ["default", "j1"])
+    with torch.no_grad():  # trained-looking B factors, so the LoRA branches really act
+        for n, p in model.named_parameters():
+            if "lora_B" in n:
+                p.normal_(0, 0.3, generator=torch.Generator().manual_seed(hash(n) % 2**31))
+    return model
+
+
+@pytest.mark.parametrize("attention", ["sdpa", "eager"])
+def test_packed_logits_equal_the_padded_forward(no_dropout_bert: Path, data: Any, attention: str) -> None:
+    model = _two_jobs(no_dropout_bert, data)
+    model.base_model.model.set_attn_implementation(attention)
+    assert model.base_model.model.config._attn_implementation == attention
+    assert packable(model, data.task)
+    rng = np.random.default_rng(1)
+    parts = [
+        ("default", rng.choice(len(data.train), 24, replace=False)),
+        ("j1", rng.choice(len(data.train), 16)),
+    ]
+    model.eval()
+    with torch.no_grad(), fused_forward(model):
+        packed, y_packed, g_packed = packed_logits(
+            model, data.train, parts, data.pad_token_id, torch.device("cpu")
+        )
+        padded, y_padded, g_padded = _padded_logits(
+            model, data.task, data.train, parts, data.pad_token_id, torch.device("cpu")
+        )
+    assert g_packed == g_padded and torch.equal(y_packed, y_padded)
+    torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)
+
+
+def test_training_packed_equals_training_padded(no_dropout_bert: Path, data: Any) -> None:
+    states = []
+    for pack in (True, False):
+        model = _two_jobs(no_dropout_bert, data)
+        jobs = [FusedJob(adapter=n, seed=s, label=n) for n, s in (("default", 1), ("j1", 2))]
+        with _quiet():
+            stats = train_fused(model, jobs, data.train, task=data.task, pad_token_id=data.pad_token_id,
+                                device=torch.device("cpu"), label="fused", pack=pack, **{**KW, "steps": 10})  # fmt: skip
+        assert all(s is not None for s in stats)
+        states.append([_state(model, n) for n in ("default", "j1")])
+    for packed, padded in zip(*states, strict=True):
+        for k, v in padded.items():
+            assert float((packed[k] - v).norm() / v.norm()) < 1e-4, k
