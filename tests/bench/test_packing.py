@@ -13,7 +13,7 @@ import torch
 from test_fused import KW, TARGETS, _model, _quiet, _state
 
 from gradience.bench.fused import FusedJob, _padded_logits, build, fused_forward, train_fused
-from gradience.bench.packing import bins, packable, packed_logits
+from gradience.bench.packing import bins, pack_rows, packable, packed_logits
 from gradience.bench.training import lora_config
 
 
@@ -48,17 +48,20 @@ def test_packed_logits_equal_the_padded_forward(no_dropout_bert: Path, data: Any
     assert model.base_model.model.config._attn_implementation == attention
     assert packable(model, data.task)
     rng = np.random.default_rng(1)
-    parts = [
+    width = np.asarray([len(x) for x in data.train.features["input_ids"]])
+    rows = [
         ("default", rng.choice(len(data.train), 24, replace=False)),
         ("j1", rng.choice(len(data.train), 16)),
     ]
+    binned = [(name, pack_rows(r, width)) for name, r in rows]
+    assert sum(len(b) for _, b in binned) < 40  # sentences really share rows
+    flat = [(name, np.concatenate(b)) for name, b in binned]  # the same rows in the same order
     model.eval()
     with torch.no_grad(), fused_forward(model):
-        packed, y_packed, g_packed = packed_logits(
-            model, data.train, parts, data.pad_token_id, torch.device("cpu")
-        )
+        cpu = torch.device("cpu")
+        packed, y_packed, g_packed = packed_logits(model, data.train, binned, data.pad_token_id, cpu)
         padded, y_padded, g_padded = _padded_logits(
-            model, data.task, data.train, parts, data.pad_token_id, torch.device("cpu")
+            model, data.task, data.train, flat, data.pad_token_id, cpu
         )
     assert g_packed == g_padded and torch.equal(y_packed, y_padded)
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-6)

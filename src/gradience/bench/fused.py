@@ -199,7 +199,7 @@ def train_fused(
     import torch
     from transformers import get_linear_schedule_with_warmup
 
-    from gradience.bench.packing import packable, packed_logits
+    from gradience.bench.packing import pack_rows, packable, packed_logits
 
     pack = packable(model, task) if pack is None else pack and packable(model, task)
 
@@ -225,23 +225,25 @@ def train_fused(
             idx = {k: next(orders[k]) for k in alive}
             counts = dict.fromkeys(alive, 0)
             sums: dict[int, float] = dict.fromkeys(alive, 0.0)
-            plan = plan_chunks([width[idx[k]] for k in alive], chunk_rows)
             for k in alive:  # a job's mean is over its whole batch, whatever the chunks
                 counts[k] = int(per_row[idx[k]].sum())
+            # the pass's rows: the jobs' batch rows, or (packed) their bins, length-sorted into chunks
+            units = {k: pack_rows(idx[k], width) if pack else [idx[k][i : i + 1] for i in range(len(idx[k]))]
+                     for k in alive}  # fmt: skip
+            plan = plan_chunks([np.asarray([width[u].sum() for u in units[k]]) for k in alive], chunk_rows)
             for chunk in plan:
-                parts = [(jobs[alive[j]].adapter, idx[alive[j]][pos]) for j, pos in chunk]
+                parts = [(jobs[alive[j]].adapter, [units[alive[j]][p] for p in pos]) for j, pos in chunk]
                 with autocast(device, precision):
                     if pack:
                         logits, labels, groups = packed_logits(model, data, parts, pad_token_id, device)
                     else:
-                        logits, labels, groups = _padded_logits(
-                            model, task, data, parts, pad_token_id, device
-                        )
+                        flat = [(name, np.concatenate(us)) for name, us in parts]
+                        logits, labels, groups = _padded_logits(model, task, data, flat, pad_token_id, device)
                 logits = logits.float()
                 total = None
-                for (j, _), (_, rows), (_, sl) in zip(chunk, parts, groups, strict=True):
+                for (j, _), (_, us), (_, sl) in zip(chunk, parts, groups, strict=True):
                     k = alive[j]
-                    tokens[k] += int(width[rows].sum())
+                    tokens[k] += int(sum(width[u].sum() for u in us))
                     part, _ = loss_sum(task, logits[sl], labels[sl])
                     sums[k] += float(part.detach())
                     scaled = part / max(counts[k], 1)

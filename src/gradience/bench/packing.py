@@ -55,56 +55,55 @@ def bins(lengths: list[int], capacity: int) -> list[list[int]]:
     return out
 
 
+def pack_rows(rows: np.ndarray, width: np.ndarray) -> list[np.ndarray]:
+    """One job's rows in bins as long as its longest row (first-fit decreasing)."""
+    return [rows[b] for b in bins([int(w) for w in width[rows]], int(width[rows].max()))]
+
+
 def packed_logits(
-    model: Any, split: Split, jobs: list[tuple[str, np.ndarray]], pad_token_id: int, device: Any
+    model: Any, split: Split, jobs: list[tuple[str, list[np.ndarray]]], pad_token_id: int, device: Any
 ) -> tuple[Any, Any, list[tuple[str, slice]]]:
-    """Logits and labels of every job's rows (job after job, each job's rows in the given order)
-    and each job's slice of them. Bins never mix jobs, so each LoRA branch sees only its own."""
+    """Logits and labels of every job's rows — given as bins of row ids, each bin one row of the
+    pass — in order (job after job, bin after bin), and each job's slice of them. Bins never mix
+    jobs, so each LoRA branch sees only its own."""
     import torch
 
     from gradience.bench.fused import row_groups
 
     feats = split.features
     ids, types = feats["input_ids"], feats.get("token_type_ids")
-    capacity = max(len(ids[i]) for _, rows in jobs for i in rows)
-    packed: list[tuple[int, list[int]]] = []  # (job, row positions in the job's list) per bin
-    for j, (_, rows) in enumerate(jobs):
-        packed += [(j, b) for b in bins([len(ids[i]) for i in rows], capacity)]
-    n_bins = len(packed)
-    input_ids = torch.full((n_bins, capacity), pad_token_id, dtype=torch.long)
-    token_types = torch.zeros((n_bins, capacity), dtype=torch.long)
-    positions = torch.zeros((n_bins, capacity), dtype=torch.long)
-    segment = torch.full((n_bins, capacity), -1, dtype=torch.long)  # padding: its own segment
-    starts = {}  # (job, position) → (bin, offset) of the row's first token
-    for b, (j, members) in enumerate(packed):
+    flat = [(j, b) for j, (_, job_bins) in enumerate(jobs) for b in job_bins]
+    capacity = max(sum(len(ids[int(i)]) for i in b) for _, b in flat)
+    input_ids = torch.full((len(flat), capacity), pad_token_id, dtype=torch.long)
+    token_types = torch.zeros((len(flat), capacity), dtype=torch.long)
+    positions = torch.zeros((len(flat), capacity), dtype=torch.long)
+    segment = torch.full((len(flat), capacity), -1, dtype=torch.long)  # padding: its own segment
+    cls_bin, cls_at, labels = [], [], []
+    for row_of_pass, (_, members) in enumerate(flat):
         at = 0
-        for pos in members:
-            row = int(jobs[j][1][pos])
+        for seg, row in enumerate(int(i) for i in members):
             n = len(ids[row])
-            input_ids[b, at : at + n] = torch.tensor(ids[row])
+            input_ids[row_of_pass, at : at + n] = torch.tensor(ids[row])
             if types is not None:
-                token_types[b, at : at + n] = torch.tensor(types[row])
-            positions[b, at : at + n] = torch.arange(n)
-            segment[b, at : at + n] = pos
-            starts[(j, pos)] = (b, at)
+                token_types[row_of_pass, at : at + n] = torch.tensor(types[row])
+            positions[row_of_pass, at : at + n] = torch.arange(n)
+            segment[row_of_pass, at : at + n] = seg
+            cls_bin.append(row_of_pass)
+            cls_at.append(at)
+            labels.append(split.labels[row])
             at += n
     mask = (segment[:, :, None] == segment[:, None, :])[:, None]  # (bins, 1, L, L), True: attend
     inner = _inner(model)
     if inner.config._attn_implementation == "eager":  # eager adds the mask to the scores
         dtype = inner.dtype
         mask = torch.zeros(mask.shape, dtype=dtype).masked_fill(~mask, torch.finfo(dtype).min)
-    bin_groups, row_groups_, cls_bin, cls_at, labels = [], [], [], [], []
+    bin_groups, row_groups_ = [], []
     b0 = r0 = 0
-    for j, (name, rows) in enumerate(jobs):
-        nb = sum(1 for jj, _ in packed if jj == j)
-        bin_groups.append((name, slice(b0, b0 + nb)))
-        row_groups_.append((name, slice(r0, r0 + len(rows))))
-        b0, r0 = b0 + nb, r0 + len(rows)
-        for pos in range(len(rows)):
-            b, at = starts[(j, pos)]
-            cls_bin.append(b)
-            cls_at.append(at)
-        labels += [split.labels[int(i)] for i in rows]
+    for name, job_bins in jobs:
+        n_rows = sum(len(b) for b in job_bins)
+        bin_groups.append((name, slice(b0, b0 + len(job_bins))))
+        row_groups_.append((name, slice(r0, r0 + n_rows)))
+        b0, r0 = b0 + len(job_bins), r0 + n_rows
     with row_groups(bin_groups):
         hidden = inner.bert(
             input_ids=input_ids.to(device), attention_mask=mask.to(device), token_type_ids=token_types.to(device),
