@@ -79,8 +79,7 @@ def _fused_phase(
                 store.store(out)
                 done.append((task, out))
             else:
-                why = out.why if isinstance(out, Failure) else describe(out)
-                store.log(f"{task.key}: fused attempt failed ({why}); retrying alone")
+                store.log(f"{task.key}: fused attempt failed ({out.why}); retrying alone")
                 rest.append(Task(task.spec, task.probe, task.attempt + 1))
     return rest, done
 
