@@ -15,7 +15,7 @@ def _render_compress(report: object) -> None:
     render_compress(report)  # type: ignore[arg-type]
 
 
-@app.command()
+@app.command(short_help="Exact per-layer spectral audit of a LoRA adapter.")
 def audit(
     peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder."),
     adapter_config: Path | None = typer.Option(None, help="adapter_config.json (default: in --peft-dir)."),
@@ -90,7 +90,7 @@ def audit(
     _guarded(body, verbose)
 
 
-@app.command()
+@app.command(short_help="SVD-truncate an adapter into a smaller PEFT adapter.")
 def compress(
     peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder to compress."),
     out: Path = typer.Option(..., "--out", help="Output folder (a complete PEFT adapter)."),
@@ -154,7 +154,7 @@ def compress(
     _guarded(body, verbose)
 
 
-@app.command()
+@app.command(short_help="Upstream 0.11's truncate: compress --rank, its flags.")
 def truncate(
     peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT adapter folder to truncate."),
     out_dir: Path = typer.Option(..., "--out-dir", help="Output folder (a complete PEFT adapter)."),

@@ -16,7 +16,7 @@ bench_app = typer.Typer(
     cls=_OneLineUsageErrors,
     **HELP,  # type: ignore[arg-type]
 )
-app.add_typer(bench_app, name="bench")
+app.add_typer(bench_app, name="bench", short_help="Benchmark compressed variants with honest verdicts.")
 
 
 @bench_app.callback(invoke_without_command=True)
@@ -72,7 +72,7 @@ def bench(
     _guarded(body, verbose)
 
 
-@bench_app.command("plan")
+@bench_app.command("plan", short_help="Seeds and eval items a target power needs.")
 def bench_plan(
     margin: float | None = typer.Option(
         None, help="Non-inferiority margin (0.025 = 2.5 points); default: policy."

@@ -13,7 +13,7 @@ def _names(text: str | None) -> list[str] | None:
     return None if text is None else [x.strip() for x in text.split(",") if x.strip()]
 
 
-@app.command()
+@app.command(short_help="The smallest SVD truncation non-inferior on your data.")
 def certify(
     peft_dir: Path = typer.Option(..., "--peft-dir", help="PEFT LoRA adapter folder to certify."),
     data: str = typer.Option(

@@ -42,7 +42,7 @@ def _render(ex) -> None:  # type: ignore[no-untyped-def]
     con.print(f"[bold]suggested rank {ex.suggested_rank}[/bold]: {ex.suggestion_why}")
 
 
-@app.command()
+@app.command(short_help="One layer of a saved audit: spectrum, rules, suggestion.")
 def explain(
     audit_json: Path = typer.Option(..., "--audit-json", help="Output of `gradience audit --json --layers`."),
     layer: str = typer.Option(..., "--layer", help="Layer name, as in the audit."),

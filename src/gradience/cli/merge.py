@@ -20,7 +20,7 @@ def _weights(text: str | None) -> list[float] | None:
         raise MergeError(f"--weights must be numbers separated by commas, got {text!r}") from None
 
 
-@app.command("merge-audit")
+@app.command("merge-audit", short_help="Are two adapters compatible? Exact per-module angles.")
 def merge_audit_cmd(
     adapter_a: Path = typer.Argument(..., help="First PEFT adapter folder (A)."),
     adapter_b: Path = typer.Argument(..., help="Second PEFT adapter folder (B), on the same base."),
@@ -57,7 +57,7 @@ def merge_audit_cmd(
     _guarded(body, verbose)
 
 
-@app.command("merge")
+@app.command("merge", short_help="Merge adapters into one: linear, svd, ties or dare.")
 def merge_cmd(
     adapters: list[Path] = typer.Argument(..., help="Two or more PEFT adapter folders on the same base."),
     out: Path = typer.Option(..., "--out", help="Output folder (a complete PEFT adapter)."),

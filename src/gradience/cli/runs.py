@@ -9,7 +9,7 @@ import typer
 from gradience.cli.shell import _guarded, _show, app
 
 
-@app.command()
+@app.command(short_help="Check a LoRA fine-tuning config before spending compute.")
 def check(
     config: Path | None = typer.Argument(
         None, help="Config file (JSON/YAML): flat, ConfigSnapshot or bench style."
@@ -76,7 +76,7 @@ def check(
     _guarded(body, verbose)
 
 
-@app.command()
+@app.command(short_help="Summarise a run: signals, gap, alerts, recommendations.")
 def monitor(
     run_file: Path = typer.Argument(..., metavar="RUN.jsonl", help="Telemetry file written during training."),
     gap_threshold: float = typer.Option(1.5, "--gap-threshold", help="Alert when held-out/train ppl ≥ this."),
@@ -98,7 +98,7 @@ def monitor(
     _guarded(body, verbose)
 
 
-@app.command()
+@app.command(short_help="Upstream v0.3.1's report of a run's telemetry file.")
 def report(
     run_file: Path = typer.Argument(..., help="Telemetry JSONL file."),
     as_json: bool = typer.Option(False, "--json", help="Machine-readable JSON on stdout."),
