@@ -60,6 +60,11 @@ class TaskConfig(_Strict):
     data_dir: str | None = Field(
         None, description="Alias of task.data for a local folder; relative to the CWD."
     )
+    data_dir_fallback: Literal["error", "hub"] = Field(
+        "error",
+        description="A task.data_dir that does not exist: an error, or the hub dataset (built-in configs; "
+        "--data-dir sets it back to error).",
+    )
     dataset: str = "glue"  # the hub id used when neither task.data nor task.data_dir is set
     subset: str | None = "sst2"
     splits: dict[Literal["train", "validation"], str] = Field(
@@ -349,6 +354,8 @@ def apply_overrides(
     ]:
         if value is not None:
             out[section][key] = value
+    if data_dir is not None:  # a folder the user names must exist
+        out["task"]["data_dir_fallback"] = "error"
     task = out["task"]  # jobs may run elsewhere (worker processes, Ray): no cwd-relative paths
     if task.get("data_dir"):
         task["data_dir"] = os.path.abspath(task["data_dir"])

@@ -18,6 +18,8 @@ from typing import Any
 from gradience.bench import BenchInputError
 from gradience.bench.config import TaskConfig
 
+_log = logging.getLogger(__name__)
+
 READERS = {".csv": "csv", ".tsv": "csv", ".jsonl": "json", ".json": "json", ".parquet": "parquet"}
 VALIDATION_STEMS = ("dev", "validation", "valid", "val", "test")
 
@@ -143,9 +145,22 @@ def _read_hub(name: str, config: str | None, splits: dict[str, str]) -> dict[str
     return out
 
 
+def _fall_back(task: TaskConfig) -> bool:
+    """A built-in config's folder is where we keep SST-2; elsewhere its hub copy stands in."""
+    if task.data_dir_fallback != "hub" or Path(task.data_dir or "").is_dir():
+        return False
+    where = f"{task.dataset}/{task.subset}" if task.subset else task.dataset
+    _log.warning(
+        "%s not found; loading %s from the hub (--data-dir DIR reads a local copy)", task.data_dir, where
+    )
+    return True
+
+
 def read_source(task: TaskConfig) -> tuple[dict[str, Any], str]:
     """The task's splits and a name for the source (resolved path or ``hub:id/config``)."""
     splits = dict(task.splits)
+    if task.data_dir and not task.data and _fall_back(task):
+        task = task.model_copy(update={"data_dir": None})
     if task.data_dir and not task.data:  # the GLUE-era key: always a local folder
         folder = Path(task.data_dir)
         if not folder.is_dir():
