@@ -185,3 +185,28 @@ def test_ray_trains_fused_groups_as_tasks_with_the_same_runs_as_in_process(
     assert outcome.exit_code == 0
     assert f"ray: fused group of {n_jobs} jobs, 2 CPU, 0 GPU" in logs, logs
     _same_runs({"out": tmp_path / "local", "report": local.report}, tmp_path / "ray", outcome.report)
+
+
+def test_worker_pool_trains_fused_groups_in_its_workers_with_the_same_runs_as_in_process(
+    inline: dict[str, Any], tmp_path: Path
+) -> None:
+    """``runtime.fuse: auto`` with ``workers: 2``: groups of at most two jobs, two groups at a time
+    in the two worker processes, and every run's predictions equal the in-process fused bench's."""
+    cfg = yaml.safe_load(inline["cfg"].read_text())
+    cfg["runtime"].update(fuse="auto", fuse_max_jobs=2)
+    cfg["compression"]["seeds"] = [7, 8]
+    path = tmp_path / "fused.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    local_logs: list[str] = []
+    local = run_bench(str(path), tmp_path / "local", log=local_logs.append)
+    assert local.exit_code == 0
+    groups = [line for line in local_logs if line.startswith("fused: training")]
+    assert len(groups) >= 3, local_logs  # the two probes together, then the variants two by two
+    logs: list[str] = []
+    outcome = run_bench(str(path), tmp_path / "pool", workers=2, log=logs.append)
+    assert outcome.exit_code == 0
+    assert [line for line in logs if line.startswith("fused: training")] == groups
+    started = [m for line in logs if (m := re.match(r"fused (\S+): started \(worker pid (\d+)\)", line))]
+    assert len(started) == len(groups) and len({m.group(2) for m in started}) == 2, logs
+    assert not any("retrying" in line for line in logs), logs
+    _same_runs({"out": tmp_path / "local", "report": local.report}, tmp_path / "pool", outcome.report)

@@ -1,5 +1,8 @@
 """Local execution: in this process (one worker), or a pool of spawned worker processes.
 
+Either runner trains fused groups (``runtime.fuse: auto``): in this process one group after
+another, in the pool each group in a worker, as many at once as there are workers.
+
 Worker processes are long-lived (torch, the model code and the tokenised data load once
 per worker, not per job) and each gets its share of the CPU threads, so N workers do not
 oversubscribe the cores. The driver waits on the workers' pipes and process sentinels
@@ -21,7 +24,7 @@ from typing import Any
 from gradience.bench import BenchInputError
 from gradience.bench.config import BenchConfig
 from gradience.bench.executors import Failure, Task, describe, group_cpus, schedule, threads_per_job
-from gradience.bench.jobs import JobOutput, execute_job
+from gradience.bench.jobs import JobOutput, execute_group, execute_job, job_key
 from gradience.bench.runs import RunSpec
 
 
@@ -112,12 +115,15 @@ def _worker_main(conn: Any, threads: int) -> None:
         msg = conn.recv()
         if msg is None:
             return
-        key, cfg_json, spec_json, probe, smoke = msg
+        kind, key, cfg_json, spec_json, probe, smoke = msg
         current["key"] = key
         conn.send(("started", key, os.getpid()))
         try:
-            out = execute_job(BenchConfig.model_validate_json(cfg_json), RunSpec.model_validate_json(spec_json),
-                              probe, smoke)  # fmt: skip
+            cfg = BenchConfig.model_validate_json(cfg_json)
+            if kind == "group":  # spec_json: the group's specs; each job's output or Failure back
+                out: Any = execute_group(cfg, [RunSpec.model_validate_json(j) for j in spec_json], smoke)
+            else:
+                out = execute_job(cfg, RunSpec.model_validate_json(spec_json), probe, smoke)
             conn.send(("done", key, out))
         except BenchInputError as exc:
             conn.send(("input_error", key, str(exc)))
@@ -160,7 +166,49 @@ class ProcessRunner:
             if idle is None:
                 return
             task = idle.task = self.queue.popleft()
-            idle.conn.send((task.key, self.cfg_json, task.spec.model_dump_json(), task.probe, self.smoke))
+            idle.conn.send(("job", task.key, self.cfg_json, task.spec.model_dump_json(), task.probe, self.smoke))
+
+    def run_groups(self, groups: list[list[RunSpec]]) -> list[list[JobOutput | Failure]]:
+        """Each fused group in a worker process, up to ``workers`` groups at once (the pool is
+        idle when the scheduler calls this). A worker that dies fails its group's jobs, which
+        the scheduler then retries alone; a bad-input error stops the bench as for a single job."""
+        out: list[list[JobOutput | Failure]] = [[] for _ in groups]
+        pending = deque(enumerate(groups))
+        running: dict[_Worker, tuple[int, str]] = {}
+        while pending or running:
+            while pending and len(running) < self.n:
+                w = next((w for w in self.workers if w not in running), None)
+                if w is None:
+                    w = _Worker(self.ctx, self.threads)
+                    self.workers.append(w)
+                i, specs = pending.popleft()
+                key = "fused " + "+".join(job_key(s.seed, s.name) for s in specs)
+                running[w] = (i, key)
+                w.conn.send(("group", key, self.cfg_json, [s.model_dump_json() for s in specs], None, self.smoke))
+            ready = wait([w.conn for w in running] + [w.proc.sentinel for w in running])
+            for w in [w for w in running if w.conn in ready or w.proc.sentinel in ready]:
+                i, key = running[w]
+                try:
+                    msg = w.conn.recv() if w.conn in ready else None
+                except (EOFError, OSError):
+                    msg = None
+                if msg is None:  # the worker died
+                    w.proc.join(timeout=5)
+                    self.workers.remove(w)
+                    self.bars.finish(key)
+                    del running[w]
+                    out[i] = [Failure(f"worker process died (exit code {w.proc.exitcode})")] * len(groups[i])
+                elif msg[0] == "started":
+                    self.log(f"{key}: started (worker pid {msg[2]})")
+                elif msg[0] == "progress":
+                    self.bars.update(key, *msg[2:])
+                else:
+                    del running[w]
+                    self.bars.finish(key)
+                    if msg[0] == "input_error":
+                        raise BenchInputError(msg[2])
+                    out[i] = msg[2] if msg[0] == "done" else [Failure(msg[2])] * len(groups[i])
+        return out
 
     def next_done(self) -> tuple[Task, JobOutput | Failure]:
         while True:
