@@ -166,7 +166,9 @@ class ProcessRunner:
             if idle is None:
                 return
             task = idle.task = self.queue.popleft()
-            idle.conn.send(("job", task.key, self.cfg_json, task.spec.model_dump_json(), task.probe, self.smoke))
+            idle.conn.send(
+                ("job", task.key, self.cfg_json, task.spec.model_dump_json(), task.probe, self.smoke)
+            )
 
     def run_groups(self, groups: list[list[RunSpec]]) -> list[list[JobOutput | Failure]]:
         """Each fused group in a worker process, up to ``workers`` groups at once (the pool is
@@ -184,7 +186,9 @@ class ProcessRunner:
                 i, specs = pending.popleft()
                 key = "fused " + "+".join(job_key(s.seed, s.name) for s in specs)
                 running[w] = (i, key)
-                w.conn.send(("group", key, self.cfg_json, [s.model_dump_json() for s in specs], None, self.smoke))
+                w.conn.send(
+                    ("group", key, self.cfg_json, [s.model_dump_json() for s in specs], None, self.smoke)
+                )
             ready = wait([w.conn for w in running] + [w.proc.sentinel for w in running])
             for w in [w for w in running if w.conn in ready or w.proc.sentinel in ready]:
                 i, key = running[w]
