@@ -159,21 +159,31 @@ def test_pool_and_ray_share_one_scheduler_retries_and_failure_keys(
     assert _preds(tmp_path / "local") == ok == _preds(tmp_path / "ray")
 
 
+def _fused_reference(
+    inline: dict[str, Any], tmp_path: Path, seeds: list[int] | None = None, **runtime: Any
+) -> tuple[Path, Any, list[str]]:
+    """The inline config with `runtime` overrides, written out, and its in-process bench: (config
+    path, outcome, its "fused: training" log lines)."""
+    cfg = yaml.safe_load(inline["cfg"].read_text())
+    cfg["runtime"].update(runtime)
+    if seeds is not None:
+        cfg["compression"]["seeds"] = seeds
+    path = tmp_path / "fused.yaml"
+    path.write_text(yaml.safe_dump(cfg))
+    logs: list[str] = []
+    outcome = run_bench(str(path), tmp_path / "local", log=logs.append)
+    assert outcome.exit_code == 0
+    return path, outcome, [line for line in logs if line.startswith("fused: training")]
+
+
 def test_ray_trains_fused_groups_as_tasks_with_the_same_runs_as_in_process(
     inline: dict[str, Any], tmp_path: Path
 ) -> None:
     """``runtime.fuse: auto``: the retrained variants go to Ray as one task asking for their summed
     CPUs, and every run's predictions equal the in-process fused bench's."""
     ray = pytest.importorskip("ray", reason="ray is a dev dependency; pip install -e '.[dev]'")
-    cfg = yaml.safe_load(inline["cfg"].read_text())
-    cfg["runtime"]["fuse"] = "auto"
-    path = tmp_path / "fused.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    local_logs: list[str] = []
-    local = run_bench(str(path), tmp_path / "local", log=local_logs.append)
-    assert local.exit_code == 0
-    fused = [line for line in local_logs if line.startswith("fused: training")]
-    assert len(fused) == 1, local_logs  # one seed: the probe alone, then its retrained variants together
+    path, local, fused = _fused_reference(inline, tmp_path, fuse="auto")
+    assert len(fused) == 1, fused  # one seed: the probe alone, then its retrained variants together
     n_jobs = fused[0].count("seed_7/")
     assert n_jobs >= 2
     ray.init(num_cpus=2, include_dashboard=False, log_to_driver=False)
@@ -192,16 +202,8 @@ def test_worker_pool_trains_fused_groups_in_its_workers_with_the_same_runs_as_in
 ) -> None:
     """``runtime.fuse: auto`` with ``workers: 2``: groups of at most two jobs, two groups at a time
     in the two worker processes, and every run's predictions equal the in-process fused bench's."""
-    cfg = yaml.safe_load(inline["cfg"].read_text())
-    cfg["runtime"].update(fuse="auto", fuse_max_jobs=2)
-    cfg["compression"]["seeds"] = [7, 8]
-    path = tmp_path / "fused.yaml"
-    path.write_text(yaml.safe_dump(cfg))
-    local_logs: list[str] = []
-    local = run_bench(str(path), tmp_path / "local", log=local_logs.append)
-    assert local.exit_code == 0
-    groups = [line for line in local_logs if line.startswith("fused: training")]
-    assert len(groups) >= 3, local_logs  # the two probes together, then the variants two by two
+    path, local, groups = _fused_reference(inline, tmp_path, seeds=[7, 8], fuse="auto", fuse_max_jobs=2)
+    assert len(groups) >= 3, groups  # the two probes together, then the variants two by two
     logs: list[str] = []
     outcome = run_bench(str(path), tmp_path / "pool", workers=2, log=logs.append)
     assert outcome.exit_code == 0

@@ -196,12 +196,9 @@ class ProcessRunner:
                     msg = w.conn.recv() if w.conn in ready else None
                 except (EOFError, OSError):
                     msg = None
-                if msg is None:  # the worker died
-                    w.proc.join(timeout=5)
-                    self.workers.remove(w)
-                    self.bars.finish(key)
+                if msg is None:
                     del running[w]
-                    out[i] = [Failure(f"worker process died (exit code {w.proc.exitcode})")] * len(groups[i])
+                    out[i] = [self._bury(w, key)] * len(groups[i])
                 elif msg[0] == "started":
                     self.log(f"{key}: started (worker pid {msg[2]})")
                 elif msg[0] == "progress":
@@ -250,10 +247,14 @@ class ProcessRunner:
     def _died(self, w: _Worker) -> tuple[Task, JobOutput | Failure]:
         task = w.task
         assert task is not None
+        return task, self._bury(w, task.key)
+
+    def _bury(self, w: _Worker, key: str) -> Failure:
+        """A worker that died: out of the pool, its bars closed, the Failure of what it ran."""
         w.proc.join(timeout=5)
         self.workers.remove(w)
-        self.bars.finish(task.key)
-        return task, Failure(f"worker process died (exit code {w.proc.exitcode})")
+        self.bars.finish(key)
+        return Failure(f"worker process died (exit code {w.proc.exitcode})")
 
     def close(self) -> None:
         self.bars.close()
