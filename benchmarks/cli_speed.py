@@ -1,20 +1,21 @@
 """Whole-process speed and memory of our CLI against upstream Gradience's, as users time them.
 
-    python benchmarks/cli_speed.py [--upstream auto|/path/to/venv/bin/gradience] [--repeats 5] [--layers 32]
-        [--before-src /path/to/older/checkout/src]
+    python benchmarks/cli_speed.py [--upstream auto|/path/to/venv/bin/gradience] [--ours venv|here]
+        [--repeats 5] [--layers 32] [--before-src /path/to/older/checkout/src]
 
 Upstream is its latest release (0.11 here) installed in its own venv, which the benchmark makes
 itself by default (`--upstream auto`: `python -m venv` and `pip install torch==<ours> gradience`
-under ~/.cache/gradience-bench/, once; if that fails it says so and still lists ours). Each command runs as a fresh process on the 7B-shaped
-adapter (32 layers × q,k,v,o,gate,up,down, r=64, fp16), ours and upstream's interleaved so
-drift hits both; wall time, CPU time (user + system, all threads) and peak RSS (GNU time) are
-medians over repeats. Pairs: `audit --json` vs upstream's `audit --json`; `compress --rank 32
---json` vs upstream's `truncate --rank 32 --dtype fp16 --json` (the input's dtype); `--help`.
-
-Ours runs from this checkout's `src/` (PYTHONPATH set to it), byte-compiled first as a wheel
-install is (with PYTHONDONTWRITEBYTECODE set, as on our CI image, every run would otherwise
-recompile our modules: ~50 ms that upstream's installed package does not pay); upstream runs
-with PYTHONPATH removed, so neither can pick up the other's package. Also written: `python -X importtime`
+under ~/.cache/gradience-bench/, once; if that fails it says so and still lists ours). Ours is
+this checkout installed the same way into a venv of its own (`--ours venv`, the default: made
+once, the checkout reinstalled as a built, byte-compiled wheel every run), so both processes
+start in the same kind of environment: neither runs this machine's site-wide `.pth` start-up
+hooks. `--ours here` runs this environment with PYTHONPATH at `src/` instead (byte-compiled
+first). Each command runs as a fresh process on the 7B-shaped adapter (32 layers × q,k,v,o,
+gate,up,down, r=64, fp16), ours and upstream's interleaved so drift hits both; wall time, CPU
+time (user + system, all threads) and peak RSS (GNU time) are medians over repeats. Pairs:
+`audit --json` vs upstream's `audit --json`; `compress --rank 32 --json` vs upstream's
+`truncate --rank 32 --dtype fp16 --json` (the input's dtype); `--help`. Upstream runs with
+PYTHONPATH removed, so neither can pick up the other's package. Also written: `python -X importtime`
 of `audit --json` per top-level package (ours, upstream, and an older checkout given with
 --before-src), and a profile of `compress --rank 32` on one worker thread (so every call is
 attributed; the real command runs layers on several threads). If upstream cannot be run, the
@@ -82,10 +83,17 @@ def run_once(cmd: list[str], env: dict[str, str]) -> tuple[float, float, float]:
     return wall, float(user) + float(system), int(rss) / 1024
 
 
-def pair(name: str, ours: list[str], theirs: list[str] | None, repeats: int, before: object = None) -> dict:
+def pair(
+    name: str,
+    ours: list[str],
+    theirs: list[str] | None,
+    repeats: int,
+    before: object = None,
+    ours_env: dict[str, str] = OURS_ENV,
+) -> dict:
     runs: dict[str, list[tuple[float, float, float]]] = {"ours": [], "upstream": []}
     for _ in range(repeats):
-        for who, cmd, env in (("ours", ours, OURS_ENV), ("upstream", theirs, UP_ENV)):
+        for who, cmd, env in (("ours", ours, ours_env), ("upstream", theirs, UP_ENV)):
             if cmd is None:
                 continue
             if callable(before):
@@ -147,6 +155,44 @@ def profile_compress(adapter: Path, out: Path, src: Path, title: str) -> list[st
 
 
 UPSTREAM_VENV = Path.home() / ".cache" / "gradience-bench" / "upstream-venv"
+OURS_VENV = Path.home() / ".cache" / "gradience-bench" / "ours-venv"
+
+
+def _torch_pin() -> str:
+    import torch  # the same CPU wheel for both: a bare `torch` requirement would fetch a CUDA build
+
+    return f"torch=={torch.__version__.split('+')[0]}"
+
+
+def _steps(steps: list[list[str]], venv: Path | None = None) -> str:
+    """Run install steps; '' when all succeed, else what went wrong (and the venv is removed)."""
+    for cmd in steps:
+        print("+", " ".join(cmd), file=sys.stderr)
+        res = subprocess.run(cmd, capture_output=True, text=True, env=UP_ENV, check=False)
+        if res.returncode != 0:
+            if venv is not None:
+                shutil.rmtree(venv, ignore_errors=True)
+            return f"{' '.join(cmd[:3])}…: {res.stderr.strip()[-200:]}"
+    return ""
+
+
+def install_ours(venv: Path) -> tuple[str | None, str]:
+    """This checkout installed as users install it, into a venv made as upstream's is: the two
+    processes then start in the same kind of environment (this machine's site-wide `.pth` hooks,
+    which a venv does not run, cost a process ~50 ms). The venv and its dependencies are made once;
+    the checkout is reinstalled (a built wheel, byte-compiled) on every run."""
+    pip = str(venv / "bin" / "pip")
+    root = str(SRC.parent)
+    if not (venv / "bin" / "python").exists():
+        why = _steps(
+            [[sys.executable, "-m", "venv", str(venv)], [pip, "install", "-q", _torch_pin(), root]], venv
+        )
+        if why:
+            return None, f"Ours could not be installed in a venv ({why}); ours runs from this environment."
+    why = _steps([[pip, "install", "-q", "--no-deps", "--force-reinstall", root]])
+    if why:
+        return None, f"Ours could not be reinstalled in its venv ({why}); ours runs from this environment."
+    return str(venv / "bin" / "gradience"), ""
 
 
 def install_upstream(venv: Path) -> tuple[str | None, str]:
@@ -155,28 +201,9 @@ def install_upstream(venv: Path) -> tuple[str | None, str]:
     exe = venv / "bin" / "gradience"
     if exe.exists():
         return str(exe), ""
-    import torch  # the same CPU wheel as ours: a bare `torch` requirement would fetch a CUDA build
-
-    steps = [
-        [sys.executable, "-m", "venv", str(venv)],
-        [
-            str(venv / "bin" / "pip"),
-            "install",
-            "-q",
-            f"torch=={torch.__version__.split('+')[0]}",
-            "gradience",
-        ],
-    ]
-    for cmd in steps:
-        print("+", " ".join(cmd), file=sys.stderr)
-        res = subprocess.run(cmd, capture_output=True, text=True, env=UP_ENV, check=False)
-        if res.returncode != 0:
-            shutil.rmtree(venv, ignore_errors=True)
-            return (
-                None,
-                f"Upstream could not be installed ({' '.join(cmd[:3])}…): {res.stderr.strip()[-200:]}",
-            )
-    return str(exe), ""
+    why = _steps([[sys.executable, "-m", "venv", str(venv)], [str(venv / "bin" / "pip"), "install", "-q",
+                  _torch_pin(), "gradience"]], venv)  # fmt: skip
+    return (None, f"Upstream could not be installed ({why})") if why else (str(exe), "")
 
 
 def main() -> int:
@@ -186,6 +213,9 @@ def main() -> int:
         default="auto",
         help=f"upstream's `gradience` executable (its own venv); auto: `pip install gradience` into {UPSTREAM_VENV}",
     )
+    ap.add_argument("--ours", choices=["venv", "here"], default="venv",
+                    help=f"venv: this checkout installed into {OURS_VENV} (as upstream is into its own); "
+                    "here: this environment, with PYTHONPATH at src/")  # fmt: skip
     ap.add_argument("--before-src", help="src/ of an older checkout, for the importtime comparison")
     ap.add_argument("--repeats", type=int, default=5)
     ap.add_argument("--layers", type=int, default=32)
@@ -209,6 +239,13 @@ def main() -> int:
             note = f"Upstream could not be run ({args.upstream}): {res.stderr.strip()[-200:]}"
     elif not note:
         note = "Upstream was not given (--upstream): only our numbers are listed."
+    ours, ours_env, ours_py, ours_note = OURS, OURS_ENV, sys.executable, ""
+    if args.ours == "venv":
+        exe, ours_note = install_ours(OURS_VENV)
+        if exe:
+            ours, ours_env, ours_py = [exe], UP_ENV, str(Path(exe).with_name("python"))
+    where = (f"Ours: this checkout installed in a venv of its own ({OURS_VENV}), as upstream is."
+             if ours_py != sys.executable else ours_note or "Ours: this environment, PYTHONPATH at src/.")  # fmt: skip
     with tempfile.TemporaryDirectory() as tmp:
         adapter = build_7b_adapter(Path(tmp) / "adapter", n_layers=args.layers)
         size = sum(p.stat().st_size for p in adapter.iterdir()) / 2**20
@@ -232,18 +269,25 @@ def main() -> int:
         truncate_args = ["truncate", "--peft-dir", str(adapter), "--out-dir", str(out_up), "--rank", "32",
                          "--dtype", "fp16", "--json"]  # fmt: skip
         rows = [
-            pair("`--help`", [*OURS, "--help"], up and [*up, "--help"], args.repeats),
-            pair("`audit --json`", [*OURS, *audit_args], up and [*up, *audit_args], args.repeats),
+            pair("`--help`", [*ours, "--help"], up and [*up, "--help"], args.repeats, ours_env=ours_env),
+            pair(
+                "`audit --json`",
+                [*ours, *audit_args],
+                up and [*up, *audit_args],
+                args.repeats,
+                ours_env=ours_env,
+            ),  # fmt: skip
             pair(
                 "`compress --rank 32` vs `truncate --rank 32`",
-                [*OURS, *compress_args],
+                [*ours, *compress_args],
                 up and [*up, *truncate_args],
                 args.repeats,
                 before=clean,
+                ours_env=ours_env,
             ),  # fmt: skip
         ]
         imports = {
-            "ours": importtime([sys.executable, "-X", "importtime", "-m", "gradience", *audit_args], OURS_ENV)
+            "ours": importtime([ours_py, "-X", "importtime", "-m", "gradience", *audit_args], ours_env)
         }
         if args.before_src:
             env = {**os.environ, "PYTHONPATH": str(Path(args.before_src).resolve())}
@@ -271,7 +315,7 @@ def main() -> int:
     lines = [
         f"# CLI speed against upstream — {time.strftime('%Y-%m-%d')}",
         "",
-        f"Machine: {machine()}. {head} Adapter: 7B-shaped, {args.layers} layers × 7 modules, r=64, fp16, "
+        f"Machine: {machine()}. {head} {where} Adapter: 7B-shaped, {args.layers} layers × 7 modules, r=64, fp16, "
         f"{size:.0f} MB. {args.repeats} interleaved repeats, medians; CPU = user + system of the process "
         "(all threads), peak RSS of each process (GNU time). Command: `python benchmarks/cli_speed.py "
         "--upstream …`.",
