@@ -163,6 +163,7 @@ def run_fused(cfg: BenchConfig, specs: list[RunSpec], run_dirs: list[Path], *, s
     from peft.utils.save_and_load import get_peft_model_state_dict, set_peft_model_state_dict
 
     from gradience.bench import fused as F
+    from gradience.bench.dropout import use_bit_dropout
 
     tr, t0 = cfg.train, time.perf_counter()
     ctx = _context(cfg, smoke)
@@ -171,6 +172,7 @@ def run_fused(cfg: BenchConfig, specs: list[RunSpec], run_dirs: list[Path], *, s
         writers = [stack.enter_context(_begin(cfg, spec, d)) for spec, d in zip(specs, run_dirs, strict=True)]
         models = [_fresh_model(cfg, spec, ctx)[1] for spec in specs]
         model = F.build(models, [_lora(cfg, spec, ctx) for spec in specs], names)
+        use_bit_dropout(model)  # the adapters build added have PEFT's own dropout
         del models
         jobs = [F.FusedJob(adapter=n, seed=sp.seed, label=f"seed {sp.seed} {sp.name}", writer=w)
                 for n, sp, w in zip(names, specs, writers, strict=True)]  # fmt: skip
@@ -272,10 +274,14 @@ def _fresh_model(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx) -> tuple[Any, Any]:
     """(base, PEFT model) exactly as a job trained alone starts: seeded, then get_peft_model."""
     from peft import get_peft_model
 
+    from gradience.bench.dropout import use_bit_dropout
+
     base = _fresh_base(spec, ctx)
     with warnings.catch_warnings():  # transformers 5 deprecation raised inside PEFT; not the user's concern
         warnings.filterwarnings("ignore", message=".*is_gradient_checkpointing.*", category=FutureWarning)
-        return base, get_peft_model(base, _lora(cfg, spec, ctx))
+        model = get_peft_model(base, _lora(cfg, spec, ctx))
+    use_bit_dropout(model)  # torch's CPU dropout masks were a fifth of a training step
+    return base, model
 
 
 def _train(cfg: BenchConfig, spec: RunSpec, ctx: _Ctx, model: Any, writer: Any) -> TrainStats:
