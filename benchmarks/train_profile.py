@@ -36,18 +36,6 @@ def _silent(description: str, total: int) -> Any:
     yield lambda n=1, info="": None
 
 
-def dropout_kind(model: Any, cls: type) -> None:
-    """Every dropout module of ``model`` (torch's or ours) as ``cls`` of the same p."""
-    from gradience.bench.dropout import BitDropout
-
-    for parent in list(model.modules()):
-        for name, child in list(parent.named_children()):
-            if type(child) in (torch.nn.Dropout, BitDropout):
-                new = cls(child.p)
-                new.train(child.training)
-                setattr(parent, name, new)
-
-
 def setup() -> tuple[Any, Any, Any, list[str], list[Any]]:
     from gradience.bench import fused as F
     from gradience.bench import runs as RS
@@ -103,7 +91,7 @@ def main() -> int:
     ap.add_argument("--rounds", type=int, default=3)
     args = ap.parse_args()
     from gradience.bench import training as T
-    from gradience.bench.dropout import BitDropout
+    from gradience.bench.dropout import BitDropout, set_dropout
 
     T.set_progress_factory(_silent)
     cfg, ctx, (alone, fused), names, specs = setup()
@@ -115,7 +103,7 @@ def main() -> int:
     for r in range(args.rounds):
         for which, model in models.items():
             for kind, cls in kinds.items():
-                dropout_kind(model, cls)
+                set_dropout(model, cls)
                 times[(which, kind)].append(step_ms(cfg, ctx, which, model, names, specs, args.steps))
                 print(
                     f"round {r + 1}: {which}, {kind}: {times[(which, kind)][-1]:.0f} ms/job-step",
@@ -140,7 +128,7 @@ def main() -> int:
             lines.append(f"| {which} | {kind} | {m:.1f} | {base / m:.2f}× | {save} |")
     for which, model in models.items():
         for kind, cls in kinds.items():
-            dropout_kind(model, cls)
+            set_dropout(model, cls)
             lines += [
                 "",
                 f"Profile, {which}, {kind} ({args.steps} steps; self CPU time of each op, all threads):",

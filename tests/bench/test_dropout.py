@@ -10,7 +10,7 @@ import pytest
 import torch
 from peft import get_peft_model
 
-from gradience.bench.dropout import BitDropout, use_bit_dropout
+from gradience.bench.dropout import BitDropout, set_dropout, use_bit_dropout
 from gradience.bench.training import lora_config
 from tiny_models import tiny_model
 
@@ -79,3 +79,5 @@ def test_use_bit_dropout_swaps_every_dropout_module_of_a_peft_model() -> None:
     assert all(m.training for m in model.modules() if isinstance(m, BitDropout))
     model(input_ids=ids).logits.sum().backward()  # trains through it
     assert all(p.grad is not None for n, p in model.named_parameters() if p.requires_grad)
+    assert set_dropout(model, torch.nn.Dropout) == len(before)  # and back, as the benchmark swaps
+    assert sorted(m.p for m in model.modules() if type(m) is torch.nn.Dropout) == ps

@@ -40,14 +40,20 @@ def use_bit_dropout(model: Any) -> int:
     """Swap every ``nn.Dropout`` module of ``model`` (the base's and each LoRA branch's) for a
     ``BitDropout`` of the same p, in place; returns how many. Functional dropout calls (e.g.
     on attention probabilities) are left as they are."""
+    return set_dropout(model, BitDropout, (torch.nn.Dropout,))
+
+
+def set_dropout(model: Any, cls: type, kinds: tuple[type, ...] = (torch.nn.Dropout, BitDropout)) -> int:
+    """Every module of ``model`` whose exact type is in ``kinds`` replaced by a ``cls`` of the
+    same p, inplace flag and mode; returns how many."""
     swaps = [
         (parent, name, child)
         for parent in model.modules()
         for name, child in parent.named_children()
-        if type(child) is torch.nn.Dropout
+        if type(child) in kinds
     ]
     for parent, name, child in swaps:
-        new = BitDropout(child.p, child.inplace)
+        new = cls(child.p, child.inplace)
         new.train(child.training)
         setattr(parent, name, new)
     return len(swaps)
