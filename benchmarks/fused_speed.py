@@ -1,6 +1,6 @@
 """fused_speed: today's sequential bench against the fused bench (``runtime.fuse: auto``).
 
-    python benchmarks/fused_speed.py [--budget smoke|certify] [--seeds 3]
+    python benchmarks/fused_speed.py [--budget smoke|certify] [--seeds 3] [--precision fp32|bf16]
 
 Same machine, data, budgets and seeds, one after the other in this run, each in a fresh
 process (peak RSS by GNU time): ``gradience bench --config minilm_sst2_certify`` (3 seeds × 500
@@ -10,6 +10,9 @@ FLOP/s (4 × non-embedding parameters × real training tokens: the frozen base's
 input-gradient backward; padding is not useful work) as a share of this CPU's measured fp32
 matmul rate, peak RSS, and both verdict tables, which must agree on every PASS/FAIL. Also
 where the time goes: how a batch's cost grows with its rows, and the share of padding.
+``--precision bf16`` runs the fused bench with ``runtime.precision: bf16`` (the sequential one
+stays fp32) and writes ``fused_speed_<budget>_bf16``: what fusing and bf16 give together, and
+whether bf16 keeps the verdicts.
 """
 
 from __future__ import annotations
@@ -30,20 +33,25 @@ from _common import write_result
 from bench_speed import matmul_gflops, non_embedding_params
 
 ROOT = Path(__file__).resolve().parents[1]
+_BF16 = (
+    " (the frozen base's Linear layers in bfloat16, bench.precision; LoRA, heads, gradients and AdamW "
+    "in fp32; the FLOP/s share below is of the fp32 peak)"
+)
 DATA = ROOT.parent / "shared" / "data" / "glue-sst2"
 
 
-def config(fuse: str, seeds: int) -> dict[str, Any]:
+def config(fuse: str, seeds: int, precision: str = "fp32") -> dict[str, Any]:
     cfg = yaml.safe_load((ROOT / "src/gradience/bench/configs/minilm_sst2_certify.yaml").read_text())
     cfg["task"]["data_dir"] = str(DATA)
     cfg["compression"]["seeds"] = cfg["compression"]["seeds"][:seeds]
     cfg["runtime"]["fuse"] = fuse
+    cfg["runtime"]["precision"] = precision
     return cfg
 
 
-def run(fuse: str, budget: str, seeds: int, tmp: Path) -> dict[str, Any]:
+def run(fuse: str, budget: str, seeds: int, tmp: Path, precision: str = "fp32") -> dict[str, Any]:
     path = tmp / f"{fuse}.yaml"
-    path.write_text(yaml.safe_dump(config(fuse, seeds)))
+    path.write_text(yaml.safe_dump(config(fuse, seeds, precision)))
     out = tmp / f"out_{fuse}"
     cmd = ["/usr/bin/time", "-f", "%M", sys.executable, "-m", "gradience.cli", "bench", "--config", str(path),
            "--output", str(out), "--json", *(["--smoke"] if budget == "smoke" else [])]  # fmt: skip
@@ -163,6 +171,12 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budget", choices=["smoke", "certify"], default="smoke")
     ap.add_argument("--seeds", type=int, default=3)
+    ap.add_argument(
+        "--precision",
+        choices=["fp32", "bf16"],
+        default="fp32",
+        help="the fused bench's runtime.precision (the sequential one stays fp32, today's default)",
+    )
     args = ap.parse_args()
     from gradience.bench.config import resolve_model_path
 
@@ -171,21 +185,24 @@ def main() -> int:
     flops_token = 4 * non_embedding_params(model_path)
     with tempfile.TemporaryDirectory(prefix="fused-speed-") as tmp:
         seq = run("off", args.budget, args.seeds, Path(tmp))
-        fus = run("auto", args.budget, args.seeds, Path(tmp))
+        fus = run("auto", args.budget, args.seeds, Path(tmp), args.precision)
         paired = paired_accuracy(seq["out"], fus["out"])
     real, alone_w, fused_w, packed_w = padding_share(args.seeds)
     va, vf = verdicts(seq["report"]), verdicts(fus["report"])
     agree = all(va[n] == vf.get(n) for n in va)
+    flag = "" if args.precision == "fp32" else f" --precision {args.precision}"
+    fused_tag = "" if args.precision == "fp32" else f", `precision: {args.precision}`"
     lines = [
         f"Budget: `{args.budget}` of `minilm_sst2_certify` ({args.seeds} seeds), "
-        f"fp32. Command: `python benchmarks/fused_speed.py --budget {args.budget} --seeds {args.seeds}`.",
+        f"sequential fp32, fused {args.precision}{_BF16 if args.precision == 'bf16' else ''}. Command: "
+        f"`python benchmarks/fused_speed.py --budget {args.budget} --seeds {args.seeds}{flag}`.",
         f"Matmul peak measured: {peak:,.0f} GFLOP/s (fp32 1024² GEMM, all threads); useful work = "
         f"{flops_token / 1e6:.1f} MFLOP per real training token.",
         "",
         "| bench | wall | ratio | training (share of wall) | training ratio | useful GFLOP/s (share of peak) | peak RSS |",
         "|---|---|---|---|---|---|---|",
     ]
-    for name, r in (("sequential (`fuse: off`)", seq), ("fused (`fuse: auto`)", fus)):
+    for name, r in (("sequential (`fuse: off`)", seq), (f"fused (`fuse: auto`{fused_tag})", fus)):
         gf = r["tokens"] * flops_token / r["wall"] / 1e9
         lines.append(f"| {name} | {r['wall']:.0f} s | {seq['wall'] / r['wall']:.2f}× | {r['train_s']:.0f} s "
                      f"({r['train_s'] / r['wall']:.0%}) | {seq['train_s'] / max(r['train_s'], 1e-9):.2f}× | "
@@ -217,7 +234,9 @@ def main() -> int:
               "bench runs for this BERT model)."]  # fmt: skip
     text = "\n".join(lines)
     print(text)
-    path = write_result(f"fused_speed_{args.budget}", text)
+    path = write_result(
+        f"fused_speed_{args.budget}" + ("" if args.precision == "fp32" else f"_{args.precision}"), text
+    )
     print(f"wrote {path}", file=sys.stderr)
     return 0
 

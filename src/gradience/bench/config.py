@@ -219,8 +219,9 @@ class RuntimeConfig(_Strict):
     fuse_max_jobs: int = Field(8, ge=1, description="At most this many jobs share one fused model.")
     precision: Literal["fp32", "bf16"] = Field(
         "fp32",
-        description="bf16: training's forward matmuls under bfloat16 autocast (weights, gradients and "
-        "AdamW state stay fp32; evaluation stays fp32).",
+        description="bf16: in training, the frozen base's Linear layers compute in bfloat16 (their "
+        "forward and input gradient; bench.precision); LoRA, heads, gradients, AdamW state and "
+        "evaluation stay fp32.",
     )
 
 

@@ -27,8 +27,9 @@ from typing import Any
 
 import numpy as np
 
+from gradience.bench.precision import frozen_bf16
 from gradience.bench.tasks import Split, Task
-from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _batches, autocast, progress
+from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _batches, progress
 from gradience.files import checkpoint
 
 _GROUPS: list[list[tuple[str, slice]]] = []  # the row groups of the forward pass in flight
@@ -217,7 +218,7 @@ def train_fused(
     log_every = max(1, steps // LOG_POINTS)
     t0 = time.perf_counter()
     model.train()
-    with fused_forward(model), progress(label, steps) as advance:
+    with fused_forward(model), frozen_bf16(model, precision == "bf16"), progress(label, steps) as advance:
         for step in range(1, steps + 1):
             alive = [k for k, j in enumerate(jobs) if j.failure is None]
             if not alive:
@@ -233,12 +234,11 @@ def train_fused(
             plan = plan_chunks([np.asarray([width[u].sum() for u in units[k]]) for k in alive], chunk_rows)
             for chunk in plan:
                 parts = [(jobs[alive[j]].adapter, [units[alive[j]][p] for p in pos]) for j, pos in chunk]
-                with autocast(device, precision):
-                    if pack:
-                        logits, labels, groups = packed_logits(model, data, parts, pad_token_id, device)
-                    else:
-                        flat = [(name, np.concatenate(us)) for name, us in parts]
-                        logits, labels, groups = _padded_logits(model, task, data, flat, pad_token_id, device)
+                if pack:
+                    logits, labels, groups = packed_logits(model, data, parts, pad_token_id, device)
+                else:
+                    flat = [(name, np.concatenate(us)) for name, us in parts]
+                    logits, labels, groups = _padded_logits(model, task, data, flat, pad_token_id, device)
                 logits = logits.float()
                 total = None
                 for (j, _), (_, us), (_, sl) in zip(chunk, parts, groups, strict=True):

@@ -20,6 +20,7 @@ import numpy as np
 from pydantic import BaseModel
 
 from gradience.bench import BenchInputError
+from gradience.bench.precision import frozen_bf16
 from gradience.bench.tasks import Split, SplitEval, Task
 from gradience.files import checkpoint
 
@@ -128,14 +129,6 @@ def _batches(n: int, batch_size: int, steps: int, seed: int) -> Iterator[np.ndar
         buf = buf[batch_size:]
 
 
-def autocast(device: Any, precision: str) -> Any:
-    """bf16: the forward's matmuls in bfloat16 (AMX/AVX-512-BF16 CPUs, CUDA); the parameters,
-    their gradients and AdamW's state stay fp32. fp32: a no-op."""
-    import torch
-
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=precision == "bf16")
-
-
 def train_lora(
     model: Any, data: Split, *, task: Task, steps: int, batch_size: int, lr: float, weight_decay: float, seed: int,
     warmup_ratio: float = 0.06,
@@ -153,12 +146,11 @@ def train_lora(
     tokens = 0
     t0 = time.perf_counter()
     model.train()
-    with progress(label, steps) as advance:
+    with frozen_bf16(model, precision == "bf16"), progress(label, steps) as advance:
         for step, idx in enumerate(_batches(len(data), batch_size, steps, seed), start=1):
             batch = {k: v.to(device) for k, v in task.collate(data, idx, pad_token_id).items()}
             tokens += int(batch["attention_mask"].sum())
-            with autocast(device, precision):
-                loss = model(**batch).loss.float()
+            loss = model(**batch).loss.float()
             if not torch.isfinite(loss):
                 raise RuntimeError(f"{label}: non-finite loss at step {step}; lower train.lr")
             loss.backward()
