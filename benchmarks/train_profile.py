@@ -1,6 +1,6 @@
 """train_profile: where a bench training step's time goes, and what BitDropout saves.
 
-    python benchmarks/train_profile.py [--steps 8] [--rounds 3]
+    python benchmarks/train_profile.py [--steps 8] [--rounds 3] [--compare dropout|precision]
 
 The certification bench's model and data (MiniLM-L6, its SST-2 training items, batch 16, LoRA on
 query/key/value/attention.output.dense, dropout 0.1, fp32, all threads): one job trained alone as
@@ -9,6 +9,8 @@ the retrained variants (12 jobs: 3 seeds × r = 4, 8, 16, 32). Each with torch's
 ``BitDropout`` (what the bench now runs), in interleaved rounds; medians of ms per job-step.
 Then torch.profiler's self-CPU time per op for each of the four, top ops: what fusing leaves to
 gain is what does not shrink when K jobs share one pass over the frozen base.
+``--compare precision``: both with BitDropout, fp32 against ``runtime.precision: bf16`` (the
+frozen base's Linear layers in bfloat16, ``bench.precision``), written as train_profile_precision.
 """
 
 from __future__ import annotations
@@ -56,8 +58,9 @@ def setup() -> tuple[Any, Any, Any, list[str], list[Any]]:
 
 
 def step_ms(
-    cfg: Any, ctx: Any, which: str, model: Any, names: list[str], specs: list[Any], steps: int
-) -> float:
+    cfg: Any, ctx: Any, which: str, model: Any, names: list[str], specs: list[Any], steps: int,
+    precision: str = "fp32",
+) -> float:  # fmt: skip
     """ms per job-step of ``steps`` steps (a fused step trains every job once)."""
     from gradience.bench import fused as F
     from gradience.bench import training as T
@@ -65,7 +68,7 @@ def step_ms(
     tr, data = cfg.train, ctx.data
     kw = dict(task=ctx.task, steps=steps, batch_size=tr.per_device_train_batch_size, lr=tr.lr,
               weight_decay=tr.weight_decay, warmup_ratio=tr.warmup_ratio, pad_token_id=data.pad_token_id,
-              device=ctx.device, label=which)  # fmt: skip
+              device=ctx.device, label=which, precision=precision)  # fmt: skip
     if which == "alone":
         return 1000 * T.train_lora(model, data.train, seed=42, **kw).wall_s / steps
     jobs = [F.FusedJob(adapter=n, seed=sp.seed, label=n) for n, sp in zip(names, specs, strict=True)]
@@ -89,6 +92,7 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--steps", type=int, default=8)
     ap.add_argument("--rounds", type=int, default=3)
+    ap.add_argument("--compare", choices=["dropout", "precision"], default="dropout")
     args = ap.parse_args()
     from gradience.bench import training as T
     from gradience.bench.dropout import BitDropout, set_dropout
@@ -96,48 +100,66 @@ def main() -> int:
     T.set_progress_factory(_silent)
     cfg, ctx, (alone, fused), names, specs = setup()
     models = {"alone": alone, "fused": fused}
-    kinds = {"torch dropout": torch.nn.Dropout, "BitDropout": BitDropout}
-    times: dict[tuple[str, str], list[float]] = {(w, k): [] for w in models for k in kinds}
-    for which, model in models.items():  # warm-up
-        step_ms(cfg, ctx, which, model, names, specs, 2)
+    if args.compare == "dropout":  # (dropout module, runtime.precision) per arm; the first is the baseline
+        arms = {"torch dropout": (torch.nn.Dropout, "fp32"), "BitDropout": (BitDropout, "fp32")}
+    else:
+        arms = {"fp32": (BitDropout, "fp32"), "bf16 base": (BitDropout, "bf16")}
+    first = next(iter(arms))
+
+    def timed(which: str, arm: str, steps: int) -> float:
+        set_dropout(models[which], arms[arm][0])
+        return step_ms(cfg, ctx, which, models[which], names, specs, steps, arms[arm][1])
+
+    times: dict[tuple[str, str], list[float]] = {(w, a): [] for w in models for a in arms}
+    for which in models:  # warm-up
+        for arm in arms:
+            timed(which, arm, 2)
     for r in range(args.rounds):
-        for which, model in models.items():
-            for kind, cls in kinds.items():
-                set_dropout(model, cls)
-                times[(which, kind)].append(step_ms(cfg, ctx, which, model, names, specs, args.steps))
+        for which in models:
+            for arm in arms:
+                times[(which, arm)].append(timed(which, arm, args.steps))
                 print(
-                    f"round {r + 1}: {which}, {kind}: {times[(which, kind)][-1]:.0f} ms/job-step",
+                    f"round {r + 1}: {which}, {arm}: {times[(which, arm)][-1]:.0f} ms/job-step",
                     file=sys.stderr,
                 )
     med = {key: statistics.median(v) for key, v in times.items()}
-    base = med[("alone", "torch dropout")]
+    base = med[("alone", first)]
+    axis = "dropout" if args.compare == "dropout" else "precision"
     lines = [
-        f"Model and data of `minilm_sst2_certify` (MiniLM-L6, SST-2, batch 16, dropout 0.1, fp32, "
+        f"Model and data of `minilm_sst2_certify` (MiniLM-L6, SST-2, batch 16, dropout 0.1, "
         f"{torch.get_num_threads()} threads); {args.rounds} interleaved rounds of {args.steps} steps, medians. "
         f"Alone: the probe (r=32) as the sequential bench trains it; fused: {len(specs)} jobs "
         f"({len(SEEDS)} seeds × r = {', '.join(map(str, FUSED_RANKS))}) as the fused bench trains a group. "
-        f"Command: `python benchmarks/train_profile.py --steps {args.steps} --rounds {args.rounds}`.",
+        f"Arms: {'; '.join(f'{a}: {c.__name__}, precision {p}' for a, (c, p) in arms.items())}. "
+        f"Command: `python benchmarks/train_profile.py --steps {args.steps} --rounds {args.rounds}"
+        f"{'' if args.compare == 'dropout' else ' --compare precision'}`.",
         "",
-        "| training | dropout | ms per job-step | vs alone with torch dropout | BitDropout saves |",
-        "|---|---|---|---|---|",
+        f"| training | {axis} | ms per job-step | vs alone, {first} | saves vs {first} | rounds faster |",
+        "|---|---|---|---|---|---|",
     ]
     for which in models:
-        for kind in kinds:
-            m = med[(which, kind)]
-            save = "" if kind == "torch dropout" else f"{1 - m / med[(which, 'torch dropout')]:.0%}"
-            lines.append(f"| {which} | {kind} | {m:.1f} | {base / m:.2f}× | {save} |")
-    for which, model in models.items():
-        for kind, cls in kinds.items():
-            set_dropout(model, cls)
+        for arm in arms:
+            m = med[(which, arm)]
+            ref = times[(which, first)]
+            save = "" if arm == first else f"{1 - m / med[(which, first)]:.0%}"
+            wins = (
+                ""
+                if arm == first
+                else f"{sum(t < b for t, b in zip(times[(which, arm)], ref, strict=True))}/{args.rounds}"
+            )
+            lines.append(f"| {which} | {arm} | {m:.1f} | {base / m:.2f}× | {save} | {wins} |")
+    for which in models:
+        for arm in arms:
             lines += [
                 "",
-                f"Profile, {which}, {kind} ({args.steps} steps; self CPU time of each op, all threads):",
+                f"Profile, {which}, {arm} ({args.steps} steps; self CPU time of each op, all threads):",
                 "",
             ]
-            lines += top_ops(lambda: step_ms(cfg, ctx, which, model, names, specs, args.steps))  # noqa: B023
+            lines += top_ops(lambda: timed(which, arm, args.steps))  # noqa: B023
     text = "\n".join(lines)
     print(text)
-    print(f"wrote {write_result('train_profile', text)}", file=sys.stderr)
+    name = "train_profile" if args.compare == "dropout" else "train_profile_precision"
+    print(f"wrote {write_result(name, text)}", file=sys.stderr)
     return 0
 
 

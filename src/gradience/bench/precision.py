@@ -6,7 +6,8 @@ CUDA a bf16 matmul runs 2–4× faster. torch.autocast gives that too, but it al
 LoRA product into bf16 (slower on CPU at those shapes, and less exact where the gradient is
 made) and re-casts each weight on every call. Here only frozen ``nn.Linear`` layers switch: their
 weights are cast once, their inputs per call, their outputs go back to fp32; LoRA branches,
-heads, losses, gradients and AdamW state stay fp32.
+heads, losses, gradients and AdamW state stay fp32. The bf16 copies cost half the fp32 frozen
+weights' memory while training (none for a base loaded in bf16: its weights are used as they are).
 """
 
 from __future__ import annotations
