@@ -12,9 +12,32 @@ import pytest
 import torch
 from test_fused import KW, TARGETS, _model, _quiet, _state
 
-from gradience.bench.fused import FusedJob, _padded_logits, build, fused_forward, train_fused
+from gradience.bench.fused import (
+    PASS_TOKENS,
+    FusedJob,
+    _padded_logits,
+    build,
+    fused_forward,
+    plan_passes,
+    row_groups,
+    train_fused,
+)
 from gradience.bench.packing import bins, pack_rows, packable, packed_logits
 from gradience.bench.training import lora_config
+
+
+def test_passes_hold_whole_jobs_in_order_within_the_token_budget() -> None:
+    plan = plan_passes([3, 2, 4, 1], capacity=10, max_tokens=50)
+    assert [[(k, list(p)) for k, p in ps] for ps in plan] == [
+        [(0, [0, 1, 2]), (1, [0, 1])],
+        [(2, [0, 1, 2, 3]), (3, [0])],
+    ]
+    assert [[k for k, _ in ps] for ps in plan_passes([6, 1], capacity=10, max_tokens=50)] == [[0], [1]]
+
+
+def test_row_groups_must_be_consecutive_from_zero() -> None:
+    with pytest.raises(ValueError, match="consecutive"), row_groups([("a", slice(0, 2)), ("b", slice(3, 4))]):
+        pass
 
 
 def test_bins_hold_every_row_once_within_capacity() -> None:
@@ -67,14 +90,16 @@ def test_packed_logits_equal_the_padded_forward(no_dropout_bert: Path, data: Any
     torch.testing.assert_close(packed, padded, rtol=1e-5, atol=1e-5)
 
 
-def test_training_packed_equals_training_padded(no_dropout_bert: Path, data: Any) -> None:
+@pytest.mark.parametrize("pass_tokens", [1, PASS_TOKENS])  # one job per pass; both jobs in one
+def test_training_packed_equals_training_padded(no_dropout_bert: Path, data: Any, pass_tokens: int) -> None:
     states = []
     for pack in (True, False):
         model = _two_jobs(no_dropout_bert, data)
         jobs = [FusedJob(adapter=n, seed=s, label=n) for n, s in (("default", 1), ("j1", 2))]
         with _quiet():
             stats = train_fused(model, jobs, data.train, task=data.task, pad_token_id=data.pad_token_id,
-                                device=torch.device("cpu"), label="fused", pack=pack, **{**KW, "steps": 10})  # fmt: skip
+                                device=torch.device("cpu"), label="fused", pack=pack, pass_tokens=pass_tokens,
+                                **{**KW, "steps": 10})  # fmt: skip
         assert all(s is not None for s in stats)
         states.append([_state(model, n) for n in ("default", "j1")])
     for packed, padded in zip(*states, strict=True):

@@ -33,6 +33,7 @@ from gradience.bench.training import LOG_POINTS, MAX_GRAD_NORM, TrainStats, _bat
 from gradience.files import checkpoint
 
 _GROUPS: list[list[tuple[str, slice]]] = []  # the row groups of the forward pass in flight
+PASS_TOKENS = 4096  # a packed forward pass's tokens at most: 12 SST-2 jobs of batch 16 fit in one
 
 
 class FusedUnsupported(RuntimeError):
@@ -51,11 +52,26 @@ class FusedJob:
 
 @contextlib.contextmanager
 def row_groups(groups: list[tuple[str, slice]]) -> Iterator[None]:
+    """The pass's rows belong to these jobs, in order: consecutive slices covering every row."""
+    at = 0
+    for _, rows in groups:
+        if rows.start != at or rows.stop < at:
+            raise ValueError(f"row groups must be consecutive slices from 0, got {groups}")
+        at = rows.stop
     _GROUPS.append(groups)
     try:
         yield
     finally:
         _GROUPS.pop()
+
+
+def _split(x: Any) -> list[tuple[str, Any]]:
+    """Each job's rows of ``x``, as views from one ``split``: its backward writes every job's
+    gradient into one tensor, where indexing (``x[rows]``) would have autograd allocate and add
+    a zero tensor the size of ``x`` per job and layer (measured: most of a fused step's copies)."""
+    groups = _GROUPS[-1]
+    sizes = [rows.stop - rows.start for _, rows in groups]
+    return [(name, part) for (name, _), part in zip(groups, x.split(sizes), strict=True)]
 
 
 def _lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -64,12 +80,13 @@ def _lora_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
 
     result = self.base_layer(x, *args, **kwargs)
     parts = []
-    for name, rows in _GROUPS[-1]:
+    for name, rows in _split(x):
         if name in self.lora_A:
-            xa = self.lora_dropout[name](x[rows])
-            parts.append(self.lora_B[name](self.lora_A[name](xa)) * self.scaling[name])
+            parts.append(
+                self.lora_B[name](self.lora_A[name](self.lora_dropout[name](rows))) * self.scaling[name]
+            )
         else:  # this job does not adapt this module
-            parts.append(torch.zeros_like(result[rows]))
+            parts.append(rows.new_zeros((*rows.shape[:-1], result.shape[-1])))
     return result + torch.cat(parts, dim=0)
 
 
@@ -77,7 +94,7 @@ def _head_forward(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
     """A modules_to_save head: each job's own copy on its own rows."""
     import torch
 
-    return torch.cat([self.modules_to_save[name](x[rows], *args, **kwargs) for name, rows in _GROUPS[-1]])
+    return torch.cat([self.modules_to_save[name](rows, *args, **kwargs) for name, rows in _split(x)])
 
 
 @contextlib.contextmanager
@@ -173,6 +190,25 @@ def plan_chunks(lengths: list[np.ndarray], chunk_rows: int) -> list[list[tuple[i
     return chunks
 
 
+def plan_passes(
+    bins_per_job: list[int], capacity: int, max_tokens: int
+) -> list[list[tuple[int, np.ndarray]]]:
+    """The step's forward passes when every job's rows are packed in bins of one ``capacity``:
+    whole jobs, in order, as many per pass as fit in ``max_tokens`` (at least one). Each job then
+    meets each LoRA layer once per pass rather than once per length-sorted chunk it has rows in:
+    measured 25% less time a job-step than ``plan_chunks`` on the certification bench. Same
+    return shape as ``plan_chunks``."""
+    passes: list[list[tuple[int, np.ndarray]]] = [[]]
+    used = 0
+    for k, n in enumerate(bins_per_job):
+        if passes[-1] and (used + n) * capacity > max_tokens:
+            passes.append([])
+            used = 0
+        passes[-1].append((k, np.arange(n)))
+        used += n
+    return passes
+
+
 def _padded_logits(
     model: Any, task: Task, data: Split, parts: list[tuple[str, np.ndarray]], pad_token_id: int, device: Any
 ) -> tuple[Any, Any, list[tuple[str, slice]]]:
@@ -192,11 +228,13 @@ def train_fused(
     model: Any, jobs: list[FusedJob], data: Split, *, task: Task, steps: int, batch_size: int, lr: float,
     weight_decay: float, warmup_ratio: float, pad_token_id: int, device: Any, label: str,
     chunk_rows: int | None = None, precision: str = "fp32", pack: bool | None = None,
+    pass_tokens: int = PASS_TOKENS,
 ) -> list[TrainStats | None]:  # fmt: skip
     """Train every job for ``steps`` steps; a job whose loss turns non-finite stops there (its
     ``failure`` set, the others go on). Per job, what ``train_lora`` returns alone. Each step runs
-    the jobs' rows in length-sorted chunks of ``chunk_rows`` (default: the batch size), packed
-    (``bench.packing``) where the model allows it unless ``pack`` is False."""
+    the jobs' rows in length-sorted chunks of ``chunk_rows`` (default: the batch size) or, where
+    the model allows packing (``bench.packing``) unless ``pack`` is False, packed in bins as long as
+    the step's longest row, whole jobs per pass up to ``pass_tokens`` (``plan_passes``)."""
     import torch
     from transformers import get_linear_schedule_with_warmup
 
@@ -228,10 +266,13 @@ def train_fused(
             sums: dict[int, float] = dict.fromkeys(alive, 0.0)
             for k in alive:  # a job's mean is over its whole batch, whatever the chunks
                 counts[k] = int(per_row[idx[k]].sum())
-            # the pass's rows: the jobs' batch rows, or (packed) their bins, length-sorted into chunks
-            units = {k: pack_rows(idx[k], width) if pack else [idx[k][i : i + 1] for i in range(len(idx[k]))]
-                     for k in alive}  # fmt: skip
-            plan = plan_chunks([np.asarray([width[u].sum() for u in units[k]]) for k in alive], chunk_rows)
+            if pack:  # bins of one capacity, whole jobs per pass
+                cap = max(int(width[idx[k]].max()) for k in alive)
+                units = {k: pack_rows(idx[k], width, cap) for k in alive}
+                plan = plan_passes([len(units[k]) for k in alive], cap, pass_tokens)
+            else:  # batch rows, length-sorted into chunks
+                units = {k: [idx[k][i : i + 1] for i in range(len(idx[k]))] for k in alive}
+                plan = plan_chunks([width[idx[k]] for k in alive], chunk_rows)
             for chunk in plan:
                 parts = [(jobs[alive[j]].adapter, [units[alive[j]][p] for p in pos]) for j, pos in chunk]
                 if pack:

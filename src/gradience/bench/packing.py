@@ -55,9 +55,9 @@ def bins(lengths: list[int], capacity: int) -> list[list[int]]:
     return out
 
 
-def pack_rows(rows: np.ndarray, width: np.ndarray) -> list[np.ndarray]:
-    """One job's rows in bins as long as its longest row (first-fit decreasing)."""
-    return [rows[b] for b in bins([int(w) for w in width[rows]], int(width[rows].max()))]
+def pack_rows(rows: np.ndarray, width: np.ndarray, capacity: int | None = None) -> list[np.ndarray]:
+    """One job's rows in bins of ``capacity`` tokens (default: its longest row), first-fit decreasing."""
+    return [rows[b] for b in bins([int(w) for w in width[rows]], capacity or int(width[rows].max()))]
 
 
 def packed_logits(
