@@ -105,10 +105,10 @@ def batch_scaling(model_path: str) -> list[str]:
 
 def padding_share(seeds: int) -> tuple[float, float, float, float]:
     """Mean tokens per row: real, padded to each job's batch (alone), padded in fused chunks, and
-    computed in packed fused chunks (what BERT-style models run)."""
+    computed in packed fused passes (what BERT-style models run)."""
     from gradience.bench.config import parse_config, resolve_model_path
-    from gradience.bench.fused import plan_chunks
-    from gradience.bench.packing import bins
+    from gradience.bench.fused import PASS_TOKENS, plan_chunks, plan_passes
+    from gradience.bench.packing import pack_rows
     from gradience.bench.tasks import load_task_data
     from gradience.bench.training import _batches
 
@@ -124,9 +124,12 @@ def padding_share(seeds: int) -> tuple[float, float, float, float]:
         alone += sum(int(width[i].max()) * bs for i in idx)
         for chunk in plan_chunks([width[i] for i in idx], bs):
             rows = np.concatenate([idx[j][p] for j, p in chunk])
-            cap = int(width[rows].max())
-            fused += cap * len(rows)
-            packed += cap * sum(len(bins([int(width[i]) for i in idx[j][p]], cap)) for j, p in chunk)
+            fused += int(width[rows].max()) * len(rows)
+        cap = max(int(width[i].max()) for i in idx)  # packed: bins of the step's longest row
+        units = [pack_rows(i, width, cap) for i in idx]
+        for chunk in plan_passes([len(u) for u in units], cap, PASS_TOKENS):
+            used = [units[j][p] for j, ps in chunk for p in ps]
+            packed += max(int(width[u].sum()) for u in used) * len(used)
     n = steps * bs * len(orders)
     return float(width.mean()), alone / n, fused / n, packed / n
 
@@ -230,8 +233,8 @@ def main() -> int:
               "by batch rows — fusing K jobs only pays what bigger batches save:", "",
               "| rows | step | per row |", "|---|---|---|", *batch_scaling(model_path), "",
               f"Tokens per training row: {real:.1f} real; {alone_w:.1f} computed when each job pads its batch "
-              f"to its longest row; {fused_w:.1f} in length-sorted fused chunks, {packed_w:.1f} packed (what the fused "
-              "bench runs for this BERT model)."]  # fmt: skip
+              f"to its longest row; {fused_w:.1f} in length-sorted fused chunks, {packed_w:.1f} packed in bins of the step's "
+              "longest row, whole jobs per pass (what the fused bench runs for this BERT model)."]  # fmt: skip
     text = "\n".join(lines)
     print(text)
     path = write_result(
